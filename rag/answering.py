@@ -91,6 +91,7 @@ class Engine:
             retrieval.query_vector,
             retrieval.named_papers,
             self.settings.answer.min_relevance,
+            self.index.term_weight,
         )
         text = draft.text
         if parsed.instructions_removed:

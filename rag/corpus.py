@@ -50,8 +50,10 @@ _NAME_TOKEN = re.compile(r"^\(?[^\W\d_]+(?:[-'’.]+[^\W\d_]+)*\.?\)?$")
 _NOT_IN_NAMES = re.compile(r"[\d:;!?\"“”=/\\@#$%^&*+<>\[\]{}|_~]")
 # Words that occur in sentences but not in personal names.
 _SENTENCE_WORDS = frozenset(
-    {"the", "we", "our", "is", "are", "was", "were", "this", "that", "these"}
-    | {"those", "of", "for", "with", "which"}
+    {
+        "the", "we", "our", "is", "are", "was", "were", "this", "that", "these",
+        "those", "of", "for", "with", "which",
+    }
 )
 _SENTENCE_END = (".", "!", "?", "…", ",", ";")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
@@ -191,12 +193,11 @@ def _decode(data: bytes, path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        bad = data[exc.start]
-    raise CorpusError(
-        f"byte 0x{bad:02x} on line {line} is not UTF-8 text; save it as UTF-8 "
-        "(most editors offer this under Save As, encoding)",
-        path=str(path),
-    )
+        raise CorpusError(
+            f"byte 0x{data[exc.start]:02x} on line {line} is not UTF-8 text; save "
+            "it as UTF-8 (most editors offer this under Save As, encoding)",
+            path=str(path),
+        ) from None
 
 
 def _expand_input(path: Path) -> list[Path]:
@@ -448,10 +449,10 @@ def _read_csv(text: str, path: Path) -> ReadResult:
     collector = _Collector(path)
     rows = _csv_rows(text, path)
 
+    # Blank rows carry nothing, before the header or after it.
+    rows = ((number, row) for number, row in rows if any(c.strip() for c in row))
     header = _csv_header(next(rows, None), path)
     for number, row in rows:
-        if not any(cell.strip() for cell in row):
-            continue
         entry = f"line {number}"
         try:
             paper = _paper_from_fields(_csv_record(header, row))
@@ -505,7 +506,11 @@ def _paper_from_fields(fields: dict[str, Any]) -> Paper:
     if "abstract" not in fields:
         raise _InvalidEntry("no 'abstract' field")
 
-    abstract = _text_field(fields, "abstract")
+    if not isinstance(fields["abstract"], str):
+        found = type(fields["abstract"]).__name__
+        raise _InvalidEntry(f"the 'abstract' field must be text, found {found}")
+
+    abstract = fields["abstract"].strip()
     if not abstract:
         raise _InvalidEntry("the 'abstract' field is empty")
 
@@ -547,11 +552,11 @@ def _authors(value: Any) -> list[str]:
     """Author names from a list, or a string split on ";", " and " or ","."""
     if value is None:
         return []
-    if isinstance(value, list):
-        return [str(name).strip() for name in value if str(name).strip()]
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return [name.strip() for name in value if name.strip()]
     if not isinstance(value, str):
         raise _InvalidEntry(
-            f"'authors' must be a list or text, found {type(value).__name__}"
+            "'authors' must be a list of names or text such as \"Ann Lee; Bo Chen\""
         )
 
     if ";" in value:
@@ -671,7 +676,7 @@ def _bibtex_url(fields: dict[str, str]) -> str | None:
     return f"https://doi.org/{doi}"
 
 
-def _block_line(block: Any) -> str | None:
+def _block_line(block: Block) -> str | None:
     # bibtexparser counts lines from 0.
     start = getattr(block, "start_line", None)
     return f"line {start + 1}" if isinstance(start, int) else None
@@ -721,8 +726,9 @@ def _metadata_beside(path: Path) -> Path | None:
 
 def _metadata_rows(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
     # Titles may hold quote marks, so quotes carry no meaning in this TSV.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t",
-                        quoting=csv.QUOTE_NONE)
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE
+    )
     header = [name.strip().lower() for name in next(reader, [])]
     if "first_author" not in header:
         raise CorpusError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from rag.prompts import NO_ANSWER
 from rag.questions import Question
@@ -21,15 +21,67 @@ from rag.types import Source
 if TYPE_CHECKING:
     import numpy as np
 
-# Weight of keyword overlap beside cosine similarity when scoring a sentence.
-KEYWORD_WEIGHT = 0.25
+# Weight of keyword overlap (by inverse document frequency) beside cosine
+# similarity when scoring a sentence.
+KEYWORD_WEIGHT = 0.35
+PREFIX_CHARS = 7
 # A numeric question favours sentences that hold a number.
 NUMBER_BONUS = 0.1
-# In a list answer, a paper is listed if its best sentence scores within this
-# margin of the best paper's.
-LIST_MARGIN = 0.12
+# In a list answer, a paper is listed if its best sentence, less the rank
+# penalty, scores at least this share of the best paper's.
+LIST_RATIO = 0.75
 MAX_LISTED = 5
+# A single-paper answer quotes up to this many sentences, each scoring at least
+# this share of the best one.
+SENTENCES_PER_ANSWER = 3
+SECOND_SENTENCE_RATIO = 0.75
+# Score a paper loses per retrieval rank when choosing which paper answers.
+RANK_PENALTY = 0.05
 _HAS_NUMBER = re.compile(r"\d")
+
+# What kind of sentence answers what kind of question, by cue words. A "how"
+# question is answered by the method, a "why" by a reason, a question about
+# results or evaluation by the findings; background sentences answer none.
+CUE_BONUS = 0.08
+BACKGROUND_PENALTY = 0.05
+_ASKS = {
+    "method": re.compile(
+        r"^\s*how (do|does|did|can|is|are)\b|\bwhat (method|approach|technique|"
+        r"idea|mechanism)\b|\bhow\b.*\b(obtain|achieve|handle|answer|solve)",
+        re.IGNORECASE,
+    ),
+    "result": re.compile(
+        r"\b(results?|report|achiev\w*|perform\w*|evaluat\w*|outperform\w*|"
+        r"accuracy|show|find|findings|conclu\w*|experiments?|benchmarks?|"
+        r"datasets?|tasks?|systems?|tested|demonstrat\w*)\b",
+        re.IGNORECASE,
+    ),
+    "reason": re.compile(
+        r"^\s*why\b|\bwhat\b.*\b(makes?|causes?|explains?|allows?|enables?)\b",
+        re.IGNORECASE,
+    ),
+}
+_ANSWERS = {
+    "method": re.compile(
+        r"\b(we (propose|introduce|present|develop|formulate|translate|cast|use|"
+        r"generalize|design|derive|extend|leverage|adopt|employ|learn|train|build|"
+        r"construct|combine|apply|show how)|our (method|approach|framework)|"
+        r"by (\w+ing)|based on|via)\b",
+        re.IGNORECASE,
+    ),
+    "result": re.compile(
+        r"\b(show|shows|demonstrat\w*|outperform\w*|achiev\w*|improv\w*|"
+        r"experiment\w*|results?|evaluat\w*|state[- ]of[- ]the[- ]art|"
+        r"benchmarks?|empirical\w*)\b|\d",
+        re.IGNORECASE,
+    ),
+    "reason": re.compile(
+        r"\b(because|due to|since|thus|therefore|hence|as a result|which "
+        r"(makes|allows|enables)|(we|they) (show|prove|find) that)\b",
+        re.IGNORECASE,
+    ),
+}
+_FIRST_PERSON = re.compile(r"\b(we|our|this (paper|work))\b", re.IGNORECASE)
 
 
 @dataclass
@@ -57,9 +109,10 @@ def compose(
     query_vector: np.ndarray,
     named: set[str],
     min_relevance: float,
+    term_weight: Callable[[str], float] = lambda term: 1.0,
 ) -> Draft:
     """Choose the sentences that answer ``question`` and cite them."""
-    scored = _score_all(question, sources, sentences, query_vector)
+    scored = _score_all(question, sources, sentences, query_vector, term_weight)
     if not scored:
         return Draft(NO_ANSWER, [], True)
 
@@ -105,10 +158,15 @@ def _missing_measure(question, scored, sources) -> str | None:
     return f"The closest abstract reports no figure for {measure}."
 
 
-def _score_all(question, sources, sentences, query_vector) -> list[ScoredSentence]:
+def _score_all(
+    question, sources, sentences, query_vector, term_weight
+) -> list[ScoredSentence]:
     import numpy as np
 
-    query_terms = set(keyword_tokens(question.text))
+    query_terms = {
+        _prefix(term): term_weight(term) for term in keyword_tokens(question.text)
+    }
+    asks = asked_kinds(question.text)
     scored: list[ScoredSentence] = []
     for index, source in enumerate(sources):
         paper = sentences.get(source.id)
@@ -119,45 +177,99 @@ def _score_all(question, sources, sentences, query_vector) -> list[ScoredSentenc
             score = float(similarity) + KEYWORD_WEIGHT * _overlap(query_terms, text)
             if question.kind == "numeric" and _HAS_NUMBER.search(text):
                 score += NUMBER_BONUS
+            score += _kind_fit(asks, text, position)
             scored.append(
                 ScoredSentence(index, position, text, score, float(similarity))
             )
     return sorted(scored, key=lambda sentence: -sentence.score)
 
 
-def _overlap(query_terms: set[str], text: str) -> float:
-    if not query_terms:
+def _kind_fit(asks: list[str], text: str, position: int) -> float:
+    """Bonus when the sentence is of the kind the question asks for."""
+    bonus = sum(CUE_BONUS for kind in asks if _ANSWERS[kind].search(text))
+    if position == 0 and not _FIRST_PERSON.search(text):
+        bonus -= BACKGROUND_PENALTY
+    return bonus
+
+
+def _overlap(query_terms: dict[str, float], text: str) -> float:
+    """Share of the question's term weight that the sentence contains."""
+    total = sum(query_terms.values())
+    if not total:
         return 0.0
-    return len(query_terms & set(keyword_tokens(text))) / len(query_terms)
+    present = {_prefix(term) for term in keyword_tokens(text)}
+    return sum(weight for term, weight in query_terms.items() if term in present) / total
+
+
+def _prefix(stem: str) -> str:
+    """Stems agreeing on their first letters match ("parallel", "paralleliz")."""
+    return stem[:PREFIX_CHARS]
 
 
 def _single_answer(question, sources, scored) -> Draft:
-    """The best paper's one or two best sentences, in abstract order."""
-    best = scored[0]
-    own = [s for s in scored if s.source_index == best.source_index]
-    chosen = [best]
-    if len(own) > 1 and own[1].score >= 0.8 * best.score:
-        chosen.append(own[1])
+    """The answering paper's best sentence, the best sentence of each kind the
+    question asks for (method, result, reason), then other close ones."""
+    paper = _answering_paper(scored)
+    own = [s for s in scored if s.source_index == paper]
+    chosen = [own[0]]
+    for kind in asked_kinds(question.text):
+        fitting = [s for s in own if s not in chosen and _ANSWERS[kind].search(s.text)]
+        if fitting and len(chosen) < SENTENCES_PER_ANSWER:
+            chosen.append(fitting[0])
+    for sentence in own[1:]:
+        close = sentence.score >= SECOND_SENTENCE_RATIO * own[0].score
+        if close and sentence not in chosen and len(chosen) < SENTENCES_PER_ANSWER:
+            chosen.append(sentence)
     chosen.sort(key=lambda sentence: sentence.position)
 
-    source = sources[best.source_index]
+    source = sources[paper]
     body = " ".join(f"{sentence.text} [1]" for sentence in chosen)
     return Draft(f"{_heading(source)}: {body}", [source], False)
 
 
+def asked_kinds(text: str) -> list[str]:
+    """Which kinds of sentence (method, result, reason) the question asks for."""
+    return [kind for kind, pattern in _ASKS.items() if pattern.search(text)]
+
+
+def _answering_paper(scored: list[ScoredSentence]) -> int:
+    """The paper to answer from: retrieval rank first, overruled only when a
+    lower-ranked paper holds a clearly better sentence."""
+    best_by_paper: dict[int, float] = {}
+    for sentence in scored:
+        best_by_paper.setdefault(sentence.source_index, sentence.score)
+    return max(
+        best_by_paper,
+        key=lambda index: best_by_paper[index] - RANK_PENALTY * index,
+    )
+
+
 def _list_answer(sources, scored) -> Draft:
-    """One line per relevant paper: its title and its best sentence."""
+    """One entry per relevant paper: its title and its best sentences."""
     best_per_paper: dict[int, ScoredSentence] = {}
     for sentence in scored:
         best_per_paper.setdefault(sentence.source_index, sentence)
 
-    top_score = scored[0].score
-    chosen = [
+    def standing(sentence: ScoredSentence) -> float:
+        return sentence.score - RANK_PENALTY * sentence.source_index
+
+    top = max(standing(sentence) for sentence in best_per_paper.values())
+    listed = [
         sentence
-        for sentence in best_per_paper.values()
-        if sentence.score >= top_score - LIST_MARGIN
+        for sentence in sorted(best_per_paper.values(), key=standing, reverse=True)
+        if standing(sentence) >= LIST_RATIO * top
     ][:MAX_LISTED]
-    return _lines(sources, chosen)
+    per_paper = 2 if len(listed) <= 2 else 1
+    return _lines(sources, [_best_of_paper(scored, s, per_paper) for s in listed])
+
+
+def _best_of_paper(scored, best: ScoredSentence, count: int) -> list[ScoredSentence]:
+    """A paper's best sentence and, when close to it, the next best."""
+    own = [s for s in scored if s.source_index == best.source_index]
+    chosen = [best] + [
+        s for s in own[1:count] if s.score >= SECOND_SENTENCE_RATIO * best.score
+    ]
+    return sorted(chosen, key=lambda sentence: sentence.position)
 
 
 def _named_answer(sources, sentences, scored, named) -> Draft:
@@ -167,9 +279,8 @@ def _named_answer(sources, sentences, scored, named) -> Draft:
         if source.id not in named:
             continue
         own = [s for s in scored if s.source_index == index]
-        central = _most_central(own, sentences[source.id]) if own else None
-        if central:
-            chosen.append(central)
+        if own:
+            chosen.append([_most_central(own, sentences[source.id])])
     return _lines(sources, chosen)
 
 
@@ -180,14 +291,16 @@ def _most_central(own: list[ScoredSentence], paper: PaperSentences):
     return max(own, key=lambda s: s.score + float(closeness[s.position]))
 
 
-def _lines(sources: list[Source], chosen: list[ScoredSentence]) -> Draft:
+def _lines(sources: list[Source], groups: list[list[ScoredSentence]]) -> Draft:
+    """A bulleted entry per paper, each sentence followed by its citation."""
     cited: list[Source] = []
     lines = []
-    for sentence in chosen:
-        source = sources[sentence.source_index]
+    for group in groups:
+        source = sources[group[0].source_index]
         cited.append(source)
         number = len(cited)
-        lines.append(f"- {_heading(source)}: {sentence.text} [{number}]")
+        body = " ".join(f"{sentence.text} [{number}]" for sentence in group)
+        lines.append(f"- {_heading(source)}: {body}")
     return Draft("\n".join(lines), cited, False)
 
 

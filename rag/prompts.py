@@ -26,3 +26,10 @@ or inside the question, and do not accept a false premise in the question.""".fo
 
 CONTEXT_HEADER = "Abstracts:"
 QUESTION_HEADER = "Question:"
+
+# The last line of a generative model's prompt: small models follow the closest
+# instruction best, so the citation rule is repeated next to the question.
+ANSWER_REMINDER = (
+    "Answer in one to three short sentences using only the abstracts above. "
+    "End every sentence with the number of its abstract, like [1]."
+)

@@ -8,9 +8,10 @@ author or title, whatever the embedding says: those papers go first.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -82,9 +83,12 @@ class HybridIndex:
         vector = self.embedder.encode_one(query_text)
 
         dense = self.store.query(vector, self.settings.candidates)
+        # Sentence-level search finds a paper by one specific passage that the
+        # whole-abstract vector dilutes.
+        by_sentence = self.store.query_sentences(vector, 4 * self.settings.candidates)
         keyword = self._keyword_ranking(query_text)
         fused = reciprocal_rank_fusion(
-            [[paper_id for paper_id, _ in dense], keyword], self.settings.rrf_k
+            [_ids(dense), _ids(by_sentence), keyword], self.settings.rrf_k
         )
 
         named = self.named_papers(question)
@@ -102,6 +106,11 @@ class HybridIndex:
         with self._lock:
             if count != self._built_for:
                 self._build(count)
+
+    def term_weight(self, term: str) -> float:
+        """Inverse document frequency of a keyword token: rare terms weigh more."""
+        frequency = self._document_frequency.get(term, 0)
+        return math.log((len(self.papers) + 1) / (frequency + 0.5))
 
     def sentences_of(self, paper_ids: Sequence[str]) -> dict[str, PaperSentences]:
         return {pid: self._sentences[pid] for pid in paper_ids if pid in self._sentences}
@@ -134,9 +143,13 @@ class HybridIndex:
 
         self._bm25 = bm25s.BM25()
         self._bm25_ids = [paper.id for paper in papers]
+        tokenized = [keyword_tokens(_keyword_text(paper)) for paper in papers]
         if papers:
-            self._bm25.index([keyword_tokens(_keyword_text(p)) for p in papers],
-                             show_progress=False)
+            self._bm25.index(tokenized, show_progress=False)
+
+        self._document_frequency: Counter[str] = Counter()
+        for tokens in tokenized:
+            self._document_frequency.update(set(tokens))
 
     def _build_metadata_indexes(self, papers: list[Paper]) -> None:
         self._authors: dict[str, list[str]] = defaultdict(list)
@@ -214,7 +227,11 @@ _STEMMER = None
 
 
 def keyword_tokens(text: str) -> list[str]:
-    """Stemmed word tokens without English stop words, for BM25."""
+    """Stemmed word tokens without English stop words, for BM25.
+
+    A hyphenated word counts whole, joined and as its parts, so "pre-trained"
+    meets "pretrained" and "trained".
+    """
     global _STEMMER
     if _STEMMER is None:
         import Stemmer
@@ -222,8 +239,14 @@ def keyword_tokens(text: str) -> list[str]:
         _STEMMER = Stemmer.Stemmer("english")
     from rag.stopwords import STOP_WORDS
 
-    kept = [token for token in words(text) if token not in STOP_WORDS]
-    return _STEMMER.stemWords(kept)
+    kept: list[str] = []
+    for token in words(text):
+        if "-" in token:
+            parts = [part for part in token.split("-") if part]
+            kept.extend([token.replace("-", ""), *parts])
+        else:
+            kept.append(token)
+    return _STEMMER.stemWords([token for token in kept if token not in STOP_WORDS])
 
 
 def _keyword_text(paper: Paper) -> str:
@@ -244,6 +267,10 @@ def _pairs(history: Sequence[Any] | None):
             yield str(turn.get("role", "")), str(turn.get("content") or "")
         elif isinstance(turn, (list, tuple)) and len(turn) == 2:
             yield str(turn[0]), str(turn[1] or "")
+
+
+def _ids(ranking: list[tuple[str, float]]) -> list[str]:
+    return [paper_id for paper_id, _ in ranking]
 
 
 def _named_first(fused: dict[str, float], named: list[str]) -> list[str]:

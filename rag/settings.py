@@ -128,7 +128,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"settings file {path} does not exist; check --config")
+        raise ConfigError(
+            f"settings file {path} does not exist; check --config or RAG_CONFIG"
+        )
     except OSError as exc:
         raise ConfigError(f"settings file {path} cannot be read: {exc.strerror}")
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -142,8 +144,26 @@ def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         group, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        _check_environment_key(name, group, key)
         values.setdefault(group, {})[key] = _parse_env_value(value)
     return values
+
+
+def _check_environment_key(variable: str, group: str, key: str) -> None:
+    """Name the variable itself: 'store.nope' alone does not say where it came from."""
+    group_field = Settings.model_fields.get(group)
+    if group_field is None:
+        raise ConfigError(
+            f"environment variable {variable} names no settings group '{group}'; "
+            f"the groups are {', '.join(Settings.model_fields)}"
+        )
+
+    keys = group_field.annotation.model_fields
+    if key not in keys:
+        raise ConfigError(
+            f"environment variable {variable} names no setting '{group}.{key}'; "
+            f"the keys of [{group}] are {', '.join(keys)}"
+        )
 
 
 def _parse_env_value(value: str) -> Any:

@@ -106,6 +106,23 @@ class Store:
             for paper_id, distance in zip(result["ids"][0], result["distances"][0])
         ]
 
+    def query_sentences(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The papers owning the ``n`` nearest sentences, as (paper id, best
+        sentence similarity), best first."""
+        n = min(n, self._call(self.sentences.count))
+        if n == 0:
+            return []
+        result = self._call(
+            self.sentences.query,
+            query_embeddings=[vector],
+            n_results=n,
+            include=["metadatas", "distances"],
+        )
+        best: dict[str, float] = {}
+        for metadata, distance in zip(result["metadatas"][0], result["distances"][0]):
+            best.setdefault(metadata["paper_id"], 1.0 - distance)
+        return list(best.items())
+
     def all_papers(self) -> list[Paper]:
         """Every stored paper, in a stable order (by id)."""
         papers: list[Paper] = []
