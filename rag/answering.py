@@ -92,6 +92,7 @@ class Engine:
             retrieval.named_papers,
             self.settings.answer.min_relevance,
             self.index.term_weight,
+            retrieval.unknown_terms,
         )
         text = draft.text
         if parsed.instructions_removed:

@@ -144,7 +144,13 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 def _configure_logging(verbosity: int) -> None:
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # The level goes on the handler too: bm25s sets its own logger to DEBUG, which
+    # the root logger's level alone does not hold back.
+    handler = logging.StreamHandler()
+    handler.setLevel(level)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", handlers=[handler]
+    )
 
 
 def print_json(data) -> None:

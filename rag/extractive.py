@@ -110,6 +110,7 @@ def compose(
     named: set[str],
     min_relevance: float,
     term_weight: Callable[[str], float] = lambda term: 1.0,
+    unknown_terms: list[str] | None = None,
 ) -> Draft:
     """Choose the sentences that answer ``question`` and cite them."""
     scored = _score_all(question, sources, sentences, query_vector, term_weight)
@@ -119,7 +120,7 @@ def compose(
     if named and any(source.id in named for source in sources):
         return _named_answer(sources, sentences, scored, named)
 
-    reason = abstention_reason(question, scored, sources, min_relevance)
+    reason = abstention_reason(question, scored, sources, min_relevance, unknown_terms)
     if reason:
         return Draft(f"{NO_ANSWER} {reason}", [], True)
 
@@ -133,8 +134,13 @@ def abstention_reason(
     scored: list[ScoredSentence],
     sources: list[Source],
     min_relevance: float,
+    unknown_terms: list[str] | None = None,
 ) -> str | None:
     """Why the abstracts do not answer, or None when they do."""
+    if unknown_terms:
+        names = ", ".join(unknown_terms)
+        return f"None of the abstracts mentions {names}."
+
     best = max(scored, key=lambda sentence: sentence.similarity)
     if best.similarity < min_relevance:
         return "No abstract is close enough to the question."
@@ -273,15 +279,19 @@ def _best_of_paper(scored, best: ScoredSentence, count: int) -> list[ScoredSente
 
 
 def _named_answer(sources, sentences, scored, named) -> Draft:
-    """Every paper of the named author or title, with its most central sentence."""
-    chosen = []
-    for index, source in enumerate(sources):
-        if source.id not in named:
-            continue
+    """Every paper of the named author or title: its most central sentence, and
+    when few papers are named, also the sentence that best fits the question."""
+    named_indexes = [i for i, source in enumerate(sources) if source.id in named]
+    per_paper = 2 if len(named_indexes) <= 2 else 1
+    groups = []
+    for index in named_indexes:
         own = [s for s in scored if s.source_index == index]
-        if own:
-            chosen.append([_most_central(own, sentences[source.id])])
-    return _lines(sources, chosen)
+        if not own:
+            continue
+        central = _most_central(own, sentences[sources[index].id])
+        group = [central] + [s for s in own if s is not central][: per_paper - 1]
+        groups.append(sorted(group, key=lambda sentence: sentence.position))
+    return _lines(sources, groups)
 
 
 def _most_central(own: list[ScoredSentence], paper: PaperSentences):

@@ -34,8 +34,12 @@ from rag.errors import ModelError
 from rag.extractive import ScoredSentence, abstention_reason
 from rag.models import get_chat_model, is_timeout, model_failure
 from rag.prompts import (
+    ABSTRACT_TEMPLATE,
     ANSWER_REMINDER,
     CONTEXT_HEADER,
+    EXAMPLE_ABSTRACTS,
+    EXAMPLE_ANSWER,
+    EXAMPLE_QUESTION,
     INSTRUCTIONS_IGNORED,
     NO_ANSWER,
     QUESTION_HEADER,
@@ -55,13 +59,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A source enters the prompt when its best sentence is this close to the best one.
-SOURCE_MARGIN = 0.2
+# Only as much context as the question needs (prompt length sets time-to-first-
+# token on a CPU): a source enters the prompt when its best sentence is within
+# SOURCE_MARGIN of the best sentence of all, and further sentences of the kept
+# sources when they are within SENTENCE_MARGIN of it.
+SOURCE_MARGIN = 0.15
+SENTENCE_MARGIN = 0.15
 # Chat history: the last messages kept, each cut to this many characters.
 HISTORY_MESSAGES = 4
 HISTORY_CHARS = 300
 # Authors named per source in the prompt before "et al.".
 PROMPT_AUTHORS = 3
+# Where an answer is over: small models go on to write the next question.
+STOP_SEQUENCES = ["\nQuestion:", "\nAbstracts:", "\nAbstract ["]
 _UNSUPPORTED_MARKS = re.compile("[\u27e6\u27e7]")
 
 
@@ -103,7 +113,9 @@ def generate(
         return
 
     chat_model = get_chat_model(spec, engine.settings)
-    context = select_context(retrieval.sources, scored, settings.context_chars)
+    context = select_context(
+        retrieval.sources, scored, settings.context_chars, retrieval.named_papers
+    )
     messages = build_messages(parsed.text, history, context)
 
     run = _Run()
@@ -214,7 +226,10 @@ def _abstention(
 
 
 def select_context(
-    sources: list[Source], scored: list[ScoredSentence], budget: int
+    sources: list[Source],
+    scored: list[ScoredSentence],
+    budget: int,
+    named: set[str] = frozenset(),
 ) -> Context:
     """The best sentences of the closest sources, within ``budget`` characters.
 
@@ -222,12 +237,17 @@ def select_context(
     to the next best sentences whatever their source. Sources keep the retrieval
     order and are numbered from 1 in the prompt.
     """
-    kept = _close_sources(sources, scored)
+    kept = _close_sources(sources, scored, named)
     chosen: dict[int, list[ScoredSentence]] = {index: [] for index in kept}
     used = 0
 
     firsts = [_best_of(scored, index) for index in kept]
-    rest = [s for s in scored if s.source_index in chosen and s not in firsts]
+    floor = scored[0].similarity - SENTENCE_MARGIN if scored else 0.0
+    rest = [
+        s
+        for s in scored
+        if s.source_index in chosen and s not in firsts and s.similarity >= floor
+    ]
     for sentence in firsts + rest:
         size = len(sentence.text) + 1
         if used + size > budget and any(chosen.values()):
@@ -243,15 +263,18 @@ def select_context(
     return Context(numbered, "\n\n".join(blocks))
 
 
-def _close_sources(sources: list[Source], scored: list[ScoredSentence]) -> list[int]:
+def _close_sources(
+    sources: list[Source], scored: list[ScoredSentence], named: set[str]
+) -> list[int]:
+    """Sources close to the question, or named by it, in retrieval order."""
     best: dict[int, float] = {}
     for sentence in scored:
         best.setdefault(sentence.source_index, sentence.similarity)
     top = max(best.values(), default=0.0)
     return [
         index
-        for index in range(len(sources))
-        if index in best and best[index] >= top - SOURCE_MARGIN
+        for index, source in enumerate(sources)
+        if index in best and (best[index] >= top - SOURCE_MARGIN or source.id in named)
     ]
 
 
@@ -271,8 +294,14 @@ def _source_block(number: int, source: Source, chosen: list[ScoredSentence]) -> 
     authors = ", ".join(source.authors[:PROMPT_AUTHORS]) or "unknown authors"
     if len(source.authors) > PROMPT_AUTHORS:
         authors += " et al."
-    title = source.title or "untitled"
-    return f'[{number}] {title} ({authors})\n"""{" ".join(parts)}"""'
+    return abstract_block(number, source.title or "untitled", authors, " ".join(parts))
+
+
+def abstract_block(number: int, title: str, authors: str, text: str) -> str:
+    """One abstract in a prompt, its text in quotes: data, not instructions."""
+    return ABSTRACT_TEMPLATE.format(
+        number=number, title=title, authors=authors, text=f'"{text}"'
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -282,20 +311,35 @@ def _source_block(number: int, source: Source, chosen: list[ScoredSentence]) -> 
 def build_messages(
     question: str, history: Sequence[Any] | None, context: Context
 ) -> list[BaseMessage]:
-    """System rules, the last turns of the chat, then the abstracts and question."""
+    """Rules, a worked example, the last turns of the chat, then the question.
+
+    What comes before the history never changes, so llama.cpp reuses its work on
+    it from one question to the next.
+    """
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-    messages: list[BaseMessage] = [SystemMessage(SYSTEM_PROMPT)]
+    example = "\n\n".join(
+        abstract_block(number, title, authors, text)
+        for number, (title, authors, text) in enumerate(EXAMPLE_ABSTRACTS, start=1)
+    )
+    messages: list[BaseMessage] = [
+        SystemMessage(SYSTEM_PROMPT),
+        HumanMessage(_user_prompt(example, EXAMPLE_QUESTION)),
+        AIMessage(EXAMPLE_ANSWER),
+    ]
     for role, content in recent_turns(history):
         kind = HumanMessage if role == "user" else AIMessage
         messages.append(kind(content))
 
-    prompt = (
-        f"{CONTEXT_HEADER}\n\n{context.text}\n\n"
+    messages.append(HumanMessage(_user_prompt(context.text, question)))
+    return messages
+
+
+def _user_prompt(abstracts: str, question: str) -> str:
+    return (
+        f"{CONTEXT_HEADER}\n\n{abstracts}\n\n"
         f"{QUESTION_HEADER} {question}\n\n{ANSWER_REMINDER}"
     )
-    messages.append(HumanMessage(prompt))
-    return messages
 
 
 def recent_turns(history: Sequence[Any] | None) -> list[tuple[str, str]]:
@@ -437,7 +481,7 @@ def chunks_within(
 
 
 def _produce(chat_model, messages, chunks: queue.Queue, stop: threading.Event) -> None:
-    stream = chat_model.stream(messages)
+    stream = chat_model.stream(messages, stop=STOP_SEQUENCES)
     try:
         for chunk in stream:
             if stop.is_set():

@@ -26,6 +26,8 @@ from rag.types import Paper
 logger = logging.getLogger(__name__)
 
 PAPERS_PER_BATCH = 64
+# Bump when the way vectors are built changes: every paper is then re-embedded.
+VECTOR_LAYOUT = "2"
 
 
 @dataclass
@@ -65,12 +67,15 @@ def ingest(
     from rag.settings import load_settings
 
     settings = settings or load_settings()
-    embedder = embedder or get_embedder(settings.embedding.model, settings.embedding.backend)
-    if store is None:
-        store = _open_for_ingest(settings, embedder.identity, rebuild)
-
+    # Inputs first: a missing file fails at once, before the model loads and before
+    # --rebuild deletes the store.
     report = IngestReport()
     papers = _read_inputs(paths or default_inputs(settings), settings, report)
+
+    embedding = settings.embedding
+    embedder = embedder or get_embedder(embedding.model, embedding.backend)
+    if store is None:
+        store = _open_for_ingest(settings, embedder.identity, rebuild)
     pending = _changed_papers(papers, store, embedder.identity, report)
 
     show_bar = sys.stderr.isatty() if progress is None else progress
@@ -82,7 +87,8 @@ def ingest(
 
 def content_hash(paper: Paper, model_identity: str) -> str:
     """Changes whenever the stored vectors or metadata of ``paper`` would change."""
-    fields = [model_identity, paper.embedding_text(), json.dumps(paper.authors)]
+    fields = [VECTOR_LAYOUT, model_identity, paper.embedding_text()]
+    fields.append(json.dumps(paper.authors))
     fields += [str(paper.venue), str(paper.year), str(paper.url), str(paper.truncated)]
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()[:16]
 
@@ -147,14 +153,16 @@ def _embed_and_store(pending, store: Store, embedder, batch_size: int, show_bar:
     for start in range(0, len(pending), PAPERS_PER_BATCH):
         batch = pending[start : start + PAPERS_PER_BATCH]
         papers = [paper for paper, _ in batch]
-        paper_vectors, sentences = embed_papers(papers, embedder, batch_size)
-        store.upsert(papers, [h for _, h in batch], paper_vectors, sentences)
+        paper_vectors, sentences, titles = embed_papers(papers, embedder, batch_size)
+        hashes = [content_hash for _, content_hash in batch]
+        store.upsert(papers, hashes, paper_vectors, sentences, titles)
         bar(len(batch))
     bar(0, close=True)
 
 
 def embed_papers(papers: list[Paper], embedder, batch_size: int = 32):
-    """Vectors for papers (mean of title and sentences) and for their sentences."""
+    """Vectors for papers (mean of title and sentences), for their sentences,
+    and for their titles (by paper id)."""
     import numpy as np
 
     texts: list[str] = []
@@ -182,7 +190,12 @@ def embed_papers(papers: list[Paper], embedder, batch_size: int = 32):
         texts=[t for t, s in zip(texts, is_sentence) if s],
         vectors=vectors[keep],
     )
-    return paper_vectors, sentences
+    titles = {
+        papers[owner].id: vector
+        for owner, vector, sentence in zip(owners, vectors, is_sentence)
+        if not sentence
+    }
+    return paper_vectors, sentences, titles
 
 
 def _progress_bar(total: int, enabled: bool) -> Callable[..., None]:

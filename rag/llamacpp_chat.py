@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 # Prompt plus answer must fit: ~2,400 characters of abstracts (~600 tokens), the
 # system prompt, a few turns of history and up to a few hundred answer tokens.
 DEFAULT_CONTEXT_TOKENS = 2048
+# Small models at a low temperature fall into loops ("[1] [1] [1] ..."); a mild
+# penalty on repeated tokens stops that without bending the wording much.
+REPEAT_PENALTY = 1.1
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
@@ -71,6 +74,7 @@ class LlamaCppChat(BaseChatModel):
     model_path: str
     temperature: float = 0.1
     max_tokens: int = 256
+    repeat_penalty: float = REPEAT_PENALTY
     n_ctx: int = DEFAULT_CONTEXT_TOKENS
     # None: llama.cpp's own choice (half the logical CPUs).
     n_threads: int | None = None
@@ -118,6 +122,7 @@ class LlamaCppChat(BaseChatModel):
                 stream=True,
                 temperature=kwargs.get("temperature", self.temperature),
                 max_tokens=kwargs.get("max_tokens", self.max_tokens),
+                repeat_penalty=self.repeat_penalty,
                 stop=stop,
             )
             try:

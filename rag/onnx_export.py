@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 ONNX_FILE = "model.onnx"
 QUANTIZED_FILE = "model_qint8.onnx"
 # Bump when the export itself changes, so old cached files are not reused.
-EXPORT_VERSION = "1"
+EXPORT_VERSION = "2"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _OPSET = 17
 
@@ -160,18 +160,29 @@ def _export(model: SentenceTransformer, path: Path) -> None:
 
 
 def _quantize(source: Path, path: Path) -> None:
-    """Dynamic int8 quantization of the weights; activations stay float."""
+    """Dynamic int8 quantization of the weights, one scale per output channel.
+
+    One scale per tensor moved sentence vectors to a mean cosine of 0.95 from
+    torch's; per channel keeps it at 0.99.
+    """
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as exc:
         raise MissingExtraError(
             "int8 quantization needs the 'onnx' package; "
             "pip install 'abstracts-qa[onnx]'"
         ) from exc
 
+    prepared = path.with_suffix(f".{os.getpid()}.prepared")
     partial = path.with_suffix(f".{os.getpid()}.partial")
     logger.info("quantizing the ONNX embedding model to int8 at %s (once)", path)
-    quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8)
+    # Symbolic shape inference gives up on this graph; the ONNX shape pass suffices.
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    quantize_dynamic(
+        str(prepared), str(partial), per_channel=True, weight_type=QuantType.QInt8
+    )
+    prepared.unlink()
     os.replace(partial, path)
 
 

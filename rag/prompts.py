@@ -30,6 +30,23 @@ QUESTION_HEADER = "Question:"
 # The last line of a generative model's prompt: small models follow the closest
 # instruction best, so the citation rule is repeated next to the question.
 ANSWER_REMINDER = (
-    "Answer in one to three short sentences using only the abstracts above. "
-    "End every sentence with the number of its abstract, like [1]."
+    "Answer in one or two sentences using only the abstracts above. End each "
+    "sentence with the number of the abstract it comes from, like [1]."
 )
+
+# How one abstract is shown to a generative model.
+ABSTRACT_TEMPLATE = 'Abstract [{number}], from "{title}" ({authors}):\n{text}'
+
+# One worked exchange put before the real question: it shows small models the
+# citation form. Fictional on purpose, so that nothing in it can be cited.
+EXAMPLE_ABSTRACTS = [
+    (
+        "Quiet Blades",
+        "R. Okafor, L. Brandt",
+        "We design a curved fan blade for data-centre cooling. At equal airflow it "
+        "lowers fan noise by a third.",
+    ),
+    ("Soil from Orbit", "M. Ilves", "We estimate soil moisture from radar images."),
+]
+EXAMPLE_QUESTION = "What does the curved fan blade change?"
+EXAMPLE_ANSWER = "The curved fan blade lowers fan noise by a third at equal airflow [1]."

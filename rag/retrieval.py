@@ -1,8 +1,12 @@
 """Hybrid retrieval: dense search in Chroma, BM25 keywords, and metadata, fused.
 
-Dense and keyword rankings are merged by reciprocal rank fusion (RRF). On top of
-that, a question that names an author or a title reaches every paper of that
-author or title, whatever the embedding says: those papers go first.
+Four signals rank candidate papers: the question's similarity to the whole
+abstract, to its best sentence, to its title (all dense, in Chroma), and BM25 over
+title, authors and abstract. They are fused either by z-score (each signal's
+scores standardised over its candidates, then summed: the default, which keeps
+how much better the top hit is) or by reciprocal rank fusion (RRF, ranks only).
+On top of that, a question that names an author or a title reaches every paper
+of that author or title, whatever the embedding says: those papers go first.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ _FOLLOW_UP_WORDS = {
     "he", "she", "his", "her", "above", "same", "former", "latter",
 }
 _FOLLOW_UP_PHRASES = ("the paper", "that paper", "this paper", "the method", "the model")
+# A token with two capitals or a capital and a digit names something: "LSTM",
+# "ResNet", "GPT-3".
+_NAME_LIKE = re.compile(r"\b(?=[\w\-]*[A-Z][\w\-]*[A-Z0-9])[A-Za-z][\w\-]*\b")
 # Author surnames shorter than this are too ambiguous to match on their own.
 _MIN_SURNAME_CHARS = 4
 
@@ -52,6 +59,7 @@ class Retrieval:
     query_vector: np.ndarray
     query_text: str
     named_papers: set[str] = field(default_factory=set)
+    unknown_terms: list[str] = field(default_factory=list)
 
 
 class HybridIndex:
@@ -86,17 +94,21 @@ class HybridIndex:
         # Sentence-level search finds a paper by one specific passage that the
         # whole-abstract vector dilutes.
         by_sentence = self.store.query_sentences(vector, 4 * self.settings.candidates)
-        keyword = self._keyword_ranking(query_text)
-        fused = reciprocal_rank_fusion(
-            [_ids(dense), _ids(by_sentence), keyword], self.settings.rrf_k
-        )
+        by_title = self.store.query_titles(vector, self.settings.candidates)
+        keyword = self._keyword_scores(query_text)
+        signals = [dense, by_sentence, by_title, keyword]
+        if self.settings.fusion == "rrf":
+            fused = reciprocal_rank_fusion([_ids(s) for s in signals], self.settings.rrf_k)
+        else:
+            fused = zscore_fusion(signals)
 
         named = self.named_papers(question)
         ranked = _named_first(fused, named)
         limit = max(k, len(named))
         similarity = dict(dense)
         sources = [self._source(pid, fused, similarity) for pid in ranked[:limit]]
-        return Retrieval(sources, vector, query_text, set(named))
+        unknown = [] if named else self.unknown_terms(question)
+        return Retrieval(sources, vector, query_text, set(named), unknown)
 
     def refresh(self) -> None:
         """Rebuild the in-memory indexes if the store changed size."""
@@ -111,6 +123,16 @@ class HybridIndex:
         """Inverse document frequency of a keyword token: rare terms weigh more."""
         frequency = self._document_frequency.get(term, 0)
         return math.log((len(self.papers) + 1) / (frequency + 0.5))
+
+    def unknown_terms(self, question: str) -> list[str]:
+        """Names and acronyms in the question ("LSTM", "GPT-3") that no stored
+        abstract, title or author list contains."""
+        unknown = []
+        for token in _NAME_LIKE.findall(question):
+            stems = keyword_tokens(token)
+            if stems and all(stem not in self._document_frequency for stem in stems):
+                unknown.append(token)
+        return unknown
 
     def sentences_of(self, paper_ids: Sequence[str]) -> dict[str, PaperSentences]:
         return {pid: self._sentences[pid] for pid in paper_ids if pid in self._sentences}
@@ -176,12 +198,13 @@ class HybridIndex:
                 found.extend(self._surnames[surname])
         return found
 
-    def _keyword_ranking(self, query_text: str) -> list[str]:
+    def _keyword_scores(self, query_text: str) -> list[tuple[str, float]]:
+        """The best BM25 matches as (id, score), best first."""
         tokens = keyword_tokens(query_text)
         if not tokens or not self._bm25_ids:
             return []
         scores = self._bm25.get_scores(tokens)
-        return _top_ids(scores, self._bm25_ids, self.settings.candidates)
+        return _top_scores(scores, self._bm25_ids, self.settings.candidates)
 
     def _source(self, paper_id: str, fused: dict[str, float], similarity) -> Source:
         paper = self.by_id.get(paper_id) or self.store.get_papers([paper_id])[0]
@@ -205,6 +228,25 @@ def reciprocal_rank_fusion(rankings: list[list[str]], k: int = 60) -> dict[str, 
         for rank, item in enumerate(ranking, start=1):
             scores[item] += 1.0 / (k + rank)
     return dict(sorted(scores.items(), key=lambda item: -item[1]))
+
+
+def zscore_fusion(signals: list[list[tuple[str, float]]]) -> dict[str, float]:
+    """Sum each signal's standardised scores; a paper a signal did not return
+    gets that signal's lowest standardised score."""
+    import numpy as np
+
+    totals: dict[str, float] = defaultdict(float)
+    candidates = {paper_id for signal in signals for paper_id, _ in signal}
+    for signal in signals:
+        if not signal:
+            continue
+        values = np.asarray([score for _, score in signal], dtype=np.float64)
+        spread = values.std() or 1.0
+        standardised = {pid: (score - values.mean()) / spread for pid, score in signal}
+        floor = min(standardised.values())
+        for paper_id in candidates:
+            totals[paper_id] += standardised.get(paper_id, floor)
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
 def retrieval_query(question: str, history: Sequence[tuple[str, str]] | None) -> str:
@@ -278,13 +320,13 @@ def _named_first(fused: dict[str, float], named: list[str]) -> list[str]:
     return list(named) + rest
 
 
-def _top_ids(scores, ids: list[str], n: int) -> list[str]:
+def _top_scores(scores, ids: list[str], n: int) -> list[tuple[str, float]]:
     import numpy as np
 
     n = min(n, len(ids))
     top = np.argpartition(-scores, n - 1)[:n]
     top = top[np.argsort(-scores[top])]
-    return [ids[i] for i in top if scores[i] > 0]
+    return [(ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
 
 def _group_sentences(rows: SentenceRows) -> dict[str, PaperSentences]:

@@ -55,9 +55,14 @@ class EmbeddingSettings(_Group):
 class RetrievalSettings(_Group):
     k: int = Field(5, ge=1, le=100, description="Abstracts handed to the answerer.")
     candidates: int = Field(
-        30, ge=1, le=1000, description="Hits taken from each of dense and keyword search."
+        100, ge=1, le=1000, description="Hits taken from each ranking before fusion."
     )
-    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    fusion: Literal["zscore", "rrf"] = Field(
+        "zscore", description="How the four rankings are merged."
+    )
+    rrf_k: int = Field(
+        60, ge=1, description="Reciprocal rank fusion constant (fusion = rrf)."
+    )
 
 
 class AnswerSettings(_Group):

@@ -1,8 +1,8 @@
 """The Chroma store of abstracts and of their sentences, on disk or on a server.
 
-Two collections share one base name: ``<name>`` holds one vector per paper and its
-metadata, ``<name>_sentences`` one vector per abstract sentence (the evidence the
-answerer quotes). Both record the embedding model that built them, so a query with
+Three collections share one base name: ``<name>`` holds one vector per paper and
+its metadata, ``<name>_sentences`` one vector per abstract sentence (the evidence
+the answerer quotes), ``<name>_titles`` one vector per title. All record the embedding model that built them, so a query with
 another model fails loudly instead of comparing incompatible vectors.
 """
 
@@ -28,6 +28,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 MODEL_KEY = "embedding_model"
 SENTENCE_SUFFIX = "_sentences"
+TITLE_SUFFIX = "_titles"
 # Chroma caps the rows of one call; stay well below it.
 _MAX_ROWS_PER_CALL = 2000
 
@@ -50,6 +51,7 @@ class Store:
         self._client = _connect(settings)
         self.papers = self._open(settings.collection)
         self.sentences = self._open(settings.collection + SENTENCE_SUFFIX)
+        self.titles = self._open(settings.collection + TITLE_SUFFIX)
 
     @property
     def location(self) -> str:
@@ -74,13 +76,16 @@ class Store:
         hashes: list[str],
         paper_vectors: np.ndarray,
         sentences: SentenceRows,
+        title_vectors: dict[str, np.ndarray] | None = None,
     ) -> None:
-        """Store papers with their sentences; sentences first, so a stored paper
-        always has its evidence even if the process dies between the two calls."""
+        """Store papers with their sentences and titles; those first, so a stored
+        paper always has them even if the process dies between the calls."""
         ids = [paper.id for paper in papers]
         self._call(self.sentences.delete, where={"paper_id": {"$in": ids}})
         for start in range(0, len(sentences.texts), _MAX_ROWS_PER_CALL):
             self._upsert_sentences(sentences, start)
+        if title_vectors:
+            self._upsert_titles(papers, title_vectors)
 
         self._call(
             self.papers.upsert,
@@ -122,6 +127,22 @@ class Store:
         for metadata, distance in zip(result["metadatas"][0], result["distances"][0]):
             best.setdefault(metadata["paper_id"], 1.0 - distance)
         return list(best.items())
+
+    def query_titles(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The papers with the ``n`` nearest titles, as (id, similarity)."""
+        n = min(n, self._call(self.titles.count))
+        if n == 0:
+            return []
+        result = self._call(
+            self.titles.query,
+            query_embeddings=[vector],
+            n_results=n,
+            include=["distances"],
+        )
+        return [
+            (paper_id, 1.0 - distance)
+            for paper_id, distance in zip(result["ids"][0], result["distances"][0])
+        ]
 
     def all_papers(self) -> list[Paper]:
         """Every stored paper, in a stable order (by id)."""
@@ -200,6 +221,15 @@ class Store:
             ],
         )
 
+    def _upsert_titles(self, papers: list[Paper], vectors: dict) -> None:
+        titled = [paper for paper in papers if paper.id in vectors]
+        self._call(
+            self.titles.upsert,
+            ids=[paper.id for paper in titled],
+            embeddings=[vectors[paper.id] for paper in titled],
+            documents=[paper.title or "" for paper in titled],
+        )
+
     def _call(self, method, *args, **kwargs):
         """Call Chroma, turning a lost connection into a readable error."""
         try:
@@ -218,7 +248,8 @@ def delete_collections(settings: StoreSettings) -> None:
     """Delete the papers and sentences collections, whatever model built them."""
     client = _connect(settings)
     existing = {collection.name for collection in client.list_collections()}
-    for name in (settings.collection, settings.collection + SENTENCE_SUFFIX):
+    suffixes = ("", SENTENCE_SUFFIX, TITLE_SUFFIX)
+    for name in (settings.collection + suffix for suffix in suffixes):
         if name in existing:
             client.delete_collection(name)
             logger.info("deleted collection %s", name)
