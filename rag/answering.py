@@ -93,6 +93,7 @@ class Engine:
             self.settings.answer.min_relevance,
             self.index.term_weight,
             retrieval.unknown_terms,
+            retrieval.titled_papers,
         )
         text = draft.text
         if parsed.instructions_removed:

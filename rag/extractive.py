@@ -111,14 +111,20 @@ def compose(
     min_relevance: float,
     term_weight: Callable[[str], float] = lambda term: 1.0,
     unknown_terms: list[str] | None = None,
+    titled: set[str] | None = None,
 ) -> Draft:
-    """Choose the sentences that answer ``question`` and cite them."""
+    """Choose the sentences that answer ``question`` and cite them.
+
+    ``named`` holds the papers whose author or title the question names;
+    ``titled`` those named by title, which answer the question like any paper.
+    """
     scored = _score_all(question, sources, sentences, query_vector, term_weight)
     if not scored:
         return Draft(NO_ANSWER, [], True)
 
-    if named and any(source.id in named for source in sources):
-        return _named_answer(sources, sentences, scored, named)
+    by_author = set(named) - set(titled or ())
+    if any(source.id in by_author for source in sources):
+        return _named_answer(sources, sentences, scored, by_author)
 
     reason = abstention_reason(question, scored, sources, min_relevance, unknown_terms)
     if reason:
@@ -126,7 +132,8 @@ def compose(
 
     if question.kind == "list":
         return _list_answer(sources, scored)
-    return _single_answer(question, sources, scored)
+    forced = next((i for i, s in enumerate(sources) if s.id in (titled or ())), None)
+    return _single_answer(question, sources, scored, forced)
 
 
 def abstention_reason(
@@ -212,10 +219,11 @@ def _prefix(stem: str) -> str:
     return stem[:PREFIX_CHARS]
 
 
-def _single_answer(question, sources, scored) -> Draft:
+def _single_answer(question, sources, scored, paper: int | None = None) -> Draft:
     """The answering paper's best sentence, the best sentence of each kind the
     question asks for (method, result, reason), then other close ones."""
-    paper = _answering_paper(scored)
+    if paper is None:
+        paper = _answering_paper(scored)
     own = [s for s in scored if s.source_index == paper]
     chosen = [own[0]]
     for kind in asked_kinds(question.text):

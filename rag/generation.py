@@ -29,7 +29,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from rag.citations import StreamRenumberer, strip_citations, verify
+from rag.citations import (
+    UNSUPPORTED_CLOSE,
+    UNSUPPORTED_OPEN,
+    StreamRenumberer,
+    strip_citations,
+    verify,
+)
 from rag.errors import ModelError
 from rag.extractive import ScoredSentence, abstention_reason
 from rag.models import get_chat_model, is_timeout, model_failure
@@ -37,9 +43,6 @@ from rag.prompts import (
     ABSTRACT_TEMPLATE,
     ANSWER_REMINDER,
     CONTEXT_HEADER,
-    EXAMPLE_ABSTRACTS,
-    EXAMPLE_ANSWER,
-    EXAMPLE_QUESTION,
     INSTRUCTIONS_IGNORED,
     NO_ANSWER,
     QUESTION_HEADER,
@@ -72,7 +75,7 @@ HISTORY_CHARS = 300
 PROMPT_AUTHORS = 3
 # Where an answer is over: small models go on to write the next question.
 STOP_SEQUENCES = ["\nQuestion:", "\nAbstracts:", "\nAbstract ["]
-_UNSUPPORTED_MARKS = re.compile("[\u27e6\u27e7]")
+_UNSUPPORTED_MARKS = re.compile(f"[{UNSUPPORTED_OPEN}{UNSUPPORTED_CLOSE}]")
 
 
 @dataclass
@@ -133,7 +136,35 @@ def generate(
     yield from _finish(engine, parsed, spec, context, sentences, run, timings, started)
 
 
-def _finish(engine, parsed, spec, context, sentences, run, timings, started):
+def prompt_for(
+    engine: Engine, question: str, history: Sequence[Any] | None = None
+) -> tuple[Context, list[BaseMessage]]:
+    """The sources and messages ``generate()`` sends a model for ``question``."""
+    from rag.answering import clean_question
+
+    parsed = read_question(clean_question(question))
+    retrieval = engine.index.search(parsed.text, None, history)
+    sentences = engine.index.sentences_of([s.id for s in retrieval.sources])
+    scored = score_sentences(retrieval.sources, sentences, retrieval.query_vector)
+    context = select_context(
+        retrieval.sources,
+        scored,
+        engine.settings.answer.context_chars,
+        retrieval.named_papers,
+    )
+    return context, build_messages(parsed.text, history, context)
+
+
+def _finish(
+    engine: Engine,
+    parsed: Question,
+    spec: str,
+    context: Context,
+    sentences: dict[str, PaperSentences],
+    run: _Run,
+    timings: dict[str, float],
+    started: float,
+) -> Iterator[str | Answer]:
     """Verify the text, add the closing notes, and yield them and the Answer."""
     verifying = time.perf_counter()
     raw = "".join(run.pieces).strip()
@@ -173,7 +204,9 @@ def _record_timings(timings: dict[str, float], run: _Run, started: float) -> Non
     timings["total"] = time.perf_counter() - started
 
 
-def _abstain(text: str, spec: str, timings, started) -> Iterator[str | Answer]:
+def _abstain(
+    text: str, spec: str, timings: dict[str, float], started: float
+) -> Iterator[str | Answer]:
     timings["total"] = time.perf_counter() - started
     yield text
     yield Answer(
@@ -311,22 +344,14 @@ def abstract_block(number: int, title: str, authors: str, text: str) -> str:
 def build_messages(
     question: str, history: Sequence[Any] | None, context: Context
 ) -> list[BaseMessage]:
-    """Rules, a worked example, the last turns of the chat, then the question.
+    """The rules, the last turns of the chat, then the abstracts and the question.
 
-    What comes before the history never changes, so llama.cpp reuses its work on
-    it from one question to the next.
+    The system prompt comes first and never changes, so llama.cpp reuses its work
+    on it from one question to the next.
     """
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-    example = "\n\n".join(
-        abstract_block(number, title, authors, text)
-        for number, (title, authors, text) in enumerate(EXAMPLE_ABSTRACTS, start=1)
-    )
-    messages: list[BaseMessage] = [
-        SystemMessage(SYSTEM_PROMPT),
-        HumanMessage(_user_prompt(example, EXAMPLE_QUESTION)),
-        AIMessage(EXAMPLE_ANSWER),
-    ]
+    messages: list[BaseMessage] = [SystemMessage(SYSTEM_PROMPT)]
     for role, content in recent_turns(history):
         kind = HumanMessage if role == "user" else AIMessage
         messages.append(kind(content))
@@ -410,11 +435,14 @@ def _model_text(
         run.error = _failure_note(exc, spec, settings, run)
 
 
-def _failure_note(exc: Exception, spec: str, settings, run: _Run) -> str:
+def _failure_note(
+    exc: Exception, spec: str, settings: AnswerSettings, run: _Run
+) -> str:
     """Raise if nothing came yet and it is not a timeout; else the note to end with."""
-    failure = model_failure(exc, spec, settings)
     if is_timeout(exc):
         return _timeout_note(spec, settings, bool(run.pieces))
+
+    failure = model_failure(exc, spec, settings)
     if not run.pieces:
         raise failure from None
     logger.warning("model %s stopped mid-answer: %s", spec, failure)

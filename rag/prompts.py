@@ -36,17 +36,3 @@ ANSWER_REMINDER = (
 
 # How one abstract is shown to a generative model.
 ABSTRACT_TEMPLATE = 'Abstract [{number}], from "{title}" ({authors}):\n{text}'
-
-# One worked exchange put before the real question: it shows small models the
-# citation form. Fictional on purpose, so that nothing in it can be cited.
-EXAMPLE_ABSTRACTS = [
-    (
-        "Quiet Blades",
-        "R. Okafor, L. Brandt",
-        "We design a curved fan blade for data-centre cooling. At equal airflow it "
-        "lowers fan noise by a third.",
-    ),
-    ("Soil from Orbit", "M. Ilves", "We estimate soil moisture from radar images."),
-]
-EXAMPLE_QUESTION = "What does the curved fan blade change?"
-EXAMPLE_ANSWER = "The curved fan blade lowers fan noise by a third at equal airflow [1]."

@@ -60,6 +60,7 @@ class Retrieval:
     query_text: str
     named_papers: set[str] = field(default_factory=set)
     unknown_terms: list[str] = field(default_factory=list)
+    titled_papers: set[str] = field(default_factory=set)
 
 
 class HybridIndex:
@@ -108,7 +109,8 @@ class HybridIndex:
         similarity = dict(dense)
         sources = [self._source(pid, fused, similarity) for pid in ranked[:limit]]
         unknown = [] if named else self.unknown_terms(question)
-        return Retrieval(sources, vector, query_text, set(named), unknown)
+        titled = set(self.titled_papers(question))
+        return Retrieval(sources, vector, query_text, set(named), unknown, titled)
 
     def refresh(self) -> None:
         """Rebuild the in-memory indexes if the store changed size."""
@@ -139,16 +141,23 @@ class HybridIndex:
 
     def named_papers(self, question: str) -> list[str]:
         """Papers whose author or title the question names, in corpus order."""
+        found = self.authored_papers(question) + self.titled_papers(question)
+        return list(dict.fromkeys(found))
+
+    def authored_papers(self, question: str) -> list[str]:
+        """Papers of the authors the question names, by full name or surname."""
         folded = f" {' '.join(words(question))} "
         found: list[str] = []
         for name, paper_ids in self._authors.items():
             if f" {name} " in folded:
                 found.extend(paper_ids)
         found.extend(self._surname_matches(question, folded))
-        for title, paper_id in self._titles.items():
-            if f" {title} " in folded:
-                found.append(paper_id)
         return list(dict.fromkeys(found))
+
+    def titled_papers(self, question: str) -> list[str]:
+        """Papers whose whole title the question quotes."""
+        folded = f" {' '.join(words(question))} "
+        return [pid for title, pid in self._titles.items() if f" {title} " in folded]
 
     def _build(self, count: int) -> None:
         papers = self.store.all_papers()
