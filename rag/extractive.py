@@ -60,6 +60,7 @@ _ASKS = {
         r"^\s*why\b|\bwhat\b.*\b(makes?|causes?|explains?|allows?|enables?)\b",
         re.IGNORECASE,
     ),
+    "definition": re.compile(r"^\s*what (is|are)\s+[\w\-]+\s*\??\s*$", re.I),
 }
 _ANSWERS = {
     "method": re.compile(
@@ -79,6 +80,9 @@ _ANSWERS = {
         r"\b(because|due to|since|thus|therefore|hence|as a result|which "
         r"(makes|allows|enables)|(we|they) (show|prove|find) that)\b",
         re.IGNORECASE,
+    ),
+    "definition": re.compile(
+        r"\b(called|named|dubbed|termed|we (propose|introduce|present))\b", re.I
     ),
 }
 _FIRST_PERSON = re.compile(r"\b(we|our|this (paper|work))\b", re.IGNORECASE)
