@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Iterator, Sequence
 
-from rag.errors import QuestionError
+from rag.errors import QuestionError, UnknownModelError
 from rag.prompts import INSTRUCTIONS_IGNORED, NO_ANSWER, NO_PAPERS
 from rag.questions import MAX_QUESTION_CHARS, Question, read_question
 from rag.settings import Settings, load_settings
@@ -22,7 +22,10 @@ from rag.types import Answer, Source
 logger = logging.getLogger(__name__)
 
 EXTRACTIVE = "extractive"
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MAX_K = 100
+# Control characters, and lone surrogates (JSON "\ud800"): the tokenizer refuses
+# those, so they would crash the embedder instead of being read as blanks.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 
 class Engine:
@@ -42,6 +45,7 @@ class Engine:
 
     def retrieve(self, question: str, k: int | None = None, history=None) -> list[Source]:
         text = clean_question(question)
+        check_request(history, None, k)
         retrieval = self.index.search(read_question(text).text, k, history)
         return retrieval.sources
 
@@ -55,6 +59,7 @@ class Engine:
         """Yield pieces of the answer text as they are ready, then the Answer."""
         started = time.perf_counter()
         parsed = read_question(clean_question(question))
+        check_request(history, model, k)
         spec = model or self.settings.answer.model
 
         if self.store.count() == 0:
@@ -126,6 +131,26 @@ def clean_question(question: Any) -> str:
         logger.info("question of %d characters cut to %d", len(text), MAX_QUESTION_CHARS)
         text = text[:MAX_QUESTION_CHARS]
     return text
+
+
+def check_request(history: Any, model: Any, k: Any) -> None:
+    """Raise the error that names an unusable argument, before any work is done."""
+    if history is not None and not isinstance(history, (list, tuple)):
+        raise QuestionError(
+            f"the history must be a list of turns, not {type(history).__name__}; "
+            "pass [] or [{'role': 'user', 'content': '...'}, ...]"
+        )
+    if model is not None and not isinstance(model, str):
+        raise UnknownModelError(
+            f"the model must be a spec such as '{EXTRACTIVE}', not "
+            f"{type(model).__name__}; see `rag models`"
+        )
+    whole = isinstance(k, int) and not isinstance(k, bool)
+    if k is not None and not (whole and 1 <= k <= MAX_K):
+        raise QuestionError(
+            f"k, the number of abstracts, must be a whole number from 1 to {MAX_K}; "
+            f"got {k!r}"
+        )
 
 
 def _attach_evidence(sources: list[Source], text: str) -> None:

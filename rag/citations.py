@@ -11,9 +11,10 @@ A model cites the prompt's numbered abstracts with markers such as ``[2]`` (also
   to one of them reaches ``SUPPORT_THRESHOLD``; the abstract sentences that
   support it become the source's ``evidence``;
 - counts a sentence as unsupported when it has no citation (except the "the
-  abstracts do not answer" sentence, ``rag.prompts.NO_ANSWER``), or when it
-  states a number that none of its cited abstracts contains: embeddings barely
-  change when a figure does, so "50% better" would pass for "8% better".
+  abstracts do not answer" sentence, ``rag.prompts.NO_ANSWER``, and a short
+  lead-in such as "Answer:"), or when it states a number that none of its cited
+  abstracts contains: embeddings barely change when a figure does, so "50%
+  better" would pass for "8% better".
 
 Convention for unsupported sentences in ``Answer.text``: each is wrapped in
 ``UNSUPPORTED_OPEN`` and ``UNSUPPORTED_CLOSE`` ("⟦" and "⟧", U+27E6 and U+27E7),
@@ -29,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from rag.prompts import NO_ANSWER
+from rag.questions import is_instruction
 from rag.text import fold, split_sentences, words
 
 if TYPE_CHECKING:
@@ -42,8 +44,9 @@ if TYPE_CHECKING:
 # abstract's sentence score 0.63-0.75; vague sentences on the same field
 # ("the paper discusses large networks") 0.3-0.47; other topics below 0.35.
 SUPPORT_THRESHOLD = 0.55
-# Fragments with fewer words ("Yes [1].") are not checked.
-MIN_CLAIM_WORDS = 3
+# Every sentence with a word in it is checked, however short ("P=NP [1]."), but
+# an uncited lead-in of at most this many words ending in ":" ("Answer:") is not.
+LEAD_IN_WORDS = 5
 
 UNSUPPORTED_OPEN = "\u27e6"
 UNSUPPORTED_CLOSE = "\u27e7"
@@ -160,7 +163,7 @@ def verify(
         return Verified(text, cited, [], None, False)
 
     support = _support(claims, cited, sentences, encode, threshold)
-    unsupported = [claim for claim, found in zip(claims, support) if found is None]
+    unsupported = [c for c, found in zip(claims, support, strict=True) if not found]
     evidence = _evidence(cited, support)
     return Verified(
         text=_mark(text, unsupported),
@@ -171,51 +174,80 @@ def verify(
     )
 
 
-def _support(claims, cited, sentences, encode, threshold):
-    """Per claim: (source index, abstract sentence) that supports it best, or None."""
+@dataclass
+class _Support:
+    """The abstract sentence that supports a claim best, and whose it is."""
+
+    source_index: int
+    sentence: str
+    similarity: float
+
+
+def _support(
+    claims: list[_Claim],
+    cited: list[Source],
+    sentences: dict[str, PaperSentences],
+    encode: Encoder,
+    threshold: float,
+) -> list[_Support | None]:
+    """For each claim, its best support among the abstracts it cites, if any."""
     import numpy as np
 
     vectors = np.asarray(encode([strip_citations(c.text) for c in claims]))
     abstracts = [_abstract_sentences(source, sentences, encode) for source in cited]
     figures = [_figures(f"{source.title or ''} {source.abstract}") for source in cited]
+
     found = []
-    for claim, vector in zip(claims, vectors):
-        best = None
+    for claim, vector in zip(claims, vectors, strict=True):
         stated = set().union(*(figures[number - 1] for number in claim.cited))
         if not _figures(strip_citations(claim.text)) <= stated:
             found.append(None)
-            continue
-        for number in claim.cited:
-            texts, matrix = abstracts[number - 1]
-            if not texts:
-                continue
-            similarities = matrix @ vector
-            position = int(np.argmax(similarities))
-            score = float(similarities[position])
-            if score >= threshold and (best is None or score > best[2]):
-                best = (number - 1, texts[position], score)
-        found.append(best)
+        else:
+            found.append(_best_support(claim, vector, abstracts, threshold))
     return found
 
 
+def _best_support(
+    claim: _Claim,
+    vector: np.ndarray,
+    abstracts: list[tuple[list[str], np.ndarray]],
+    threshold: float,
+) -> _Support | None:
+    best = None
+    for number in claim.cited:
+        texts, matrix = abstracts[number - 1]
+        if not texts:
+            continue
+        similarities = matrix @ vector
+        position = int(similarities.argmax())
+        similarity = float(similarities[position])
+        if similarity >= threshold and (best is None or similarity > best.similarity):
+            best = _Support(number - 1, texts[position], similarity)
+    return best
+
+
 def _abstract_sentences(source: Source, sentences, encode):
-    """A source's sentences and vectors: from ingestion, else embedded now."""
+    """A source's sentences and vectors (from ingestion, else embedded now), less
+    any instruction: "say the paper proves X" in an abstract does not state X."""
     import numpy as np
 
     paper = sentences.get(source.id)
     if paper is not None and paper.texts:
-        return paper.texts, np.asarray(paper.vectors, dtype=np.float32)
-    texts = split_sentences(source.abstract)
-    if not texts:
+        texts, vectors = paper.texts, np.asarray(paper.vectors, dtype=np.float32)
+    else:
+        texts = split_sentences(source.abstract)
+        vectors = np.asarray(encode(texts), dtype=np.float32) if texts else None
+    keep = [index for index, text in enumerate(texts) if not is_instruction(text)]
+    if not keep:
         return [], np.zeros((0, 1), dtype=np.float32)
-    return texts, np.asarray(encode(texts), dtype=np.float32)
+    return [texts[index] for index in keep], vectors[keep]
 
 
-def _evidence(cited: list[Source], support) -> list[list[str]]:
+def _evidence(cited: list[Source], support: list[_Support | None]) -> list[list[str]]:
     evidence: list[list[str]] = [[] for _ in cited]
     for found in support:
-        if found is not None and found[1] not in evidence[found[0]]:
-            evidence[found[0]].append(found[1])
+        if found is not None and found.sentence not in evidence[found.source_index]:
+            evidence[found.source_index].append(found.sentence)
     return evidence
 
 
@@ -242,12 +274,21 @@ def _claims(text: str) -> tuple[list[_Claim], bool]:
     for start, end in sentence_spans(text):
         sentence = text[start:end]
         body = strip_citations(sentence)
+        cited = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
         if _NO_ANSWER_CORE in fold(body):
             abstains = True
-        elif len(words(body)) >= MIN_CLAIM_WORDS:
-            cited = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
+        elif words(body) and not _is_lead_in(body, cited):
             claims.append(_Claim(start, end, sentence, list(dict.fromkeys(cited))))
     return claims, abstains
+
+
+def _is_lead_in(body: str, cited: list[int]) -> bool:
+    """A short uncited label before the answer proper ("Answer:", "In short:")."""
+    return (
+        not cited
+        and body.rstrip().endswith(":")
+        and len(words(body)) <= LEAD_IN_WORDS
+    )
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:

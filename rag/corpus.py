@@ -442,7 +442,20 @@ def _json_object(line: str) -> dict[str, Any]:
         raise _InvalidEntry(
             f"expected a JSON object {{...}}, found {type(value).__name__}"
         )
+    _check_characters(value)
     return value
+
+
+def _check_characters(value: dict[str, Any]) -> None:
+    """Refuse an escape such as "\\ud800" that names no character: no text
+    holding one can be hashed, embedded or stored."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _InvalidEntry(
+            "holds a \\u escape that is no character (a lone surrogate such as "
+            "\\ud800); fix or remove that escape"
+        ) from None
 
 
 def _read_csv(text: str, path: Path) -> ReadResult:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from rag.errors import ConfigError
 
@@ -21,6 +23,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
+# Lone surrogates ("\ud800" in JSON) are no characters: the tokenizer raises on
+# them, so a chat history holding one would crash retrieval.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Up to this many texts (a question and its follow-up) are encoded on one thread.
+_FEW_TEXTS = 2
+_SAME_VECTORS = ("torch", "onnx")
 
 # The model is packaged; any attempt to reach a hub is a bug, so forbid it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,8 +53,12 @@ def model_folder(name: str) -> Path:
 
 
 def model_identity(name: str, backend: str) -> str:
-    """What shapes the vectors: the model, and the backend when not plain torch."""
-    return name if backend == "torch" else f"{name}+{backend}"
+    """What shapes the vectors: the model, and the backend when it changes them.
+
+    Float ONNX reproduces torch's vectors (cosine above 0.9999), so either may
+    search a store the other built; int8 weights move them and must not mix.
+    """
+    return name if backend in _SAME_VECTORS else f"{name}+{backend}"
 
 
 class Embedder:
@@ -69,7 +81,9 @@ class Embedder:
         return int(self._model.get_sentence_embedding_dimension())
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        with self._lock:
+        texts = [_LONE_SURROGATE.sub("\ufffd", text) for text in texts]
+        few = len(texts) <= _FEW_TEXTS and self.backend == "torch"
+        with self._lock, _one_torch_thread(few):
             return self._model.encode(
                 texts,
                 batch_size=batch_size,
@@ -80,6 +94,28 @@ class Embedder:
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+
+@contextmanager
+def _one_torch_thread(enabled: bool) -> Iterator[None]:
+    """Run torch on one thread for a question or two.
+
+    Splitting a short text's small matrices across threads gains little, and on
+    a busy machine the threads wait for each other: a question took 200-1000 ms
+    on two threads and 40 ms on one (docs/performance.md).
+    """
+    if not enabled:
+        yield
+        return
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @lru_cache(maxsize=4)

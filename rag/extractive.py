@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from rag.prompts import NO_ANSWER
-from rag.questions import Question
+from rag.questions import Question, is_instruction
 from rag.retrieval import PaperSentences, keyword_tokens
 from rag.types import Source
 
@@ -191,6 +191,8 @@ def _score_all(
             continue
         similarities = paper.vectors @ np.asarray(query_vector, dtype=np.float32)
         for position, (text, similarity) in enumerate(zip(paper.texts, similarities)):
+            if is_instruction(text):
+                continue  # "say the paper proves X" is no finding of the paper
             score = float(similarity) + KEYWORD_WEIGHT * _overlap(query_terms, text)
             if question.kind == "numeric" and _HAS_NUMBER.search(text):
                 score += NUMBER_BONUS

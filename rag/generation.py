@@ -64,9 +64,12 @@ logger = logging.getLogger(__name__)
 
 # Only as much context as the question needs (prompt length sets time-to-first-
 # token on a CPU): a source enters the prompt when its best sentence is within
-# SOURCE_MARGIN of the best sentence of all, and further sentences of the kept
-# sources when they are within SENTENCE_MARGIN of it.
-SOURCE_MARGIN = 0.15
+# SOURCE_MARGIN of the best sentence of all. Each kept source shows its best
+# sentence, the closest source up to TOP_SOURCE_SENTENCES (the best-matching
+# sentence is not always the one that defines the method), and other sentences
+# come in when within SENTENCE_MARGIN of the best one.
+SOURCE_MARGIN = 0.2
+TOP_SOURCE_SENTENCES = 3
 SENTENCE_MARGIN = 0.15
 # Chat history: the last messages kept, each cut to this many characters.
 HISTORY_MESSAGES = 4
@@ -266,34 +269,44 @@ def select_context(
 ) -> Context:
     """The best sentences of the closest sources, within ``budget`` characters.
 
-    Each kept source first gets its best sentence, then the remaining budget goes
-    to the next best sentences whatever their source. Sources keep the retrieval
-    order and are numbered from 1 in the prompt.
+    Sources keep the retrieval order and are numbered from 1; within a source,
+    sentences keep the abstract's order, with "..." where some were left out.
     """
     kept = _close_sources(sources, scored, named)
     chosen: dict[int, list[ScoredSentence]] = {index: [] for index in kept}
     used = 0
-
-    firsts = [_best_of(scored, index) for index in kept]
-    floor = scored[0].similarity - SENTENCE_MARGIN if scored else 0.0
-    rest = [
-        s
-        for s in scored
-        if s.source_index in chosen and s not in firsts and s.similarity >= floor
-    ]
-    for sentence in firsts + rest:
+    for sentence in _by_priority(scored, kept):
         size = len(sentence.text) + 1
-        if used + size > budget and any(chosen.values()):
+        if used and used + size > budget:
             continue
         chosen[sentence.source_index].append(sentence)
         used += size
 
-    numbered = [sources[index] for index in kept if chosen[index]]
+    numbered = [index for index in kept if chosen[index]]
     blocks = [
         _source_block(number, sources[index], chosen[index])
-        for number, index in enumerate([i for i in kept if chosen[i]], start=1)
+        for number, index in enumerate(numbered, start=1)
     ]
-    return Context(numbered, "\n\n".join(blocks))
+    return Context([sources[index] for index in numbered], "\n\n".join(blocks))
+
+
+def _by_priority(scored: list[ScoredSentence], kept: list[int]) -> list[ScoredSentence]:
+    """Sentences in the order they claim the budget: the best of each kept source,
+    more of the closest source, then any other close enough to the question."""
+    if not scored:
+        return []
+    own = {index: [s for s in scored if s.source_index == index] for index in kept}
+    closest = own[scored[0].source_index]
+
+    first = [own[index][0] for index in kept] + closest[1:TOP_SOURCE_SENTENCES]
+    taken = {id(sentence) for sentence in first}
+    floor = scored[0].similarity - SENTENCE_MARGIN
+    rest = [
+        s
+        for s in scored
+        if s.source_index in own and id(s) not in taken and s.similarity >= floor
+    ]
+    return first + rest
 
 
 def _close_sources(
@@ -309,10 +322,6 @@ def _close_sources(
         for index, source in enumerate(sources)
         if index in best and (best[index] >= top - SOURCE_MARGIN or source.id in named)
     ]
-
-
-def _best_of(scored: list[ScoredSentence], index: int) -> ScoredSentence:
-    return next(sentence for sentence in scored if sentence.source_index == index)
 
 
 def _source_block(number: int, source: Source, chosen: list[ScoredSentence]) -> str:
@@ -495,8 +504,11 @@ def chunks_within(
     deadline = time.monotonic() + timeout
     try:
         while True:
+            remaining = deadline - time.monotonic()
             try:
-                item = chunks.get(timeout=max(deadline - time.monotonic(), 0.0))
+                if remaining <= 0:
+                    raise queue.Empty
+                item = chunks.get(timeout=remaining)
             except queue.Empty:
                 raise GenerationTimeout(f"no answer within {timeout:g} s") from None
             if item is _DONE:

@@ -11,6 +11,7 @@ calls to it take turns: a llama.cpp context is not safe to use from two threads.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from dataclasses import dataclass
@@ -65,6 +66,9 @@ def load_llama(path: str, n_ctx: int, n_threads: int | None) -> LoadedLlama:
         raise ModelError(
             f"llama.cpp cannot load {path} ({exc}); check that it is a GGUF model file"
         ) from None
+    # Freed before the interpreter tears its modules down; freed later, from
+    # Llama.__del__, llama.cpp's bindings are gone and it prints a traceback.
+    atexit.register(llama.close)
     return LoadedLlama(llama, threading.Lock())
 
 

@@ -159,6 +159,7 @@ def get_chat_model(spec: str, settings: Settings) -> BaseChatModel:
         if key not in _cache:
             require(provider, name, settings.answer)
             _cache[key] = _build(provider, name, settings.answer)
+            logger.info("built chat model %s", spec)
         return _cache[key]
 
 
@@ -182,7 +183,6 @@ def _build(provider: Provider, name: str, settings: AnswerSettings) -> BaseChatM
         model = provider.factory(name, settings)
     except ImportError as exc:
         raise MissingExtraError(_extra_message(provider, exc.name or "?")) from None
-    logger.info("built chat model %s:%s", provider.prefix, name)
     return model
 
 
@@ -252,7 +252,9 @@ def _info(spec: str, settings: AnswerSettings) -> ModelInfo:
 # Failures of a running model
 
 
-def model_failure(exc: BaseException, spec: str, settings: AnswerSettings) -> ModelError:
+def model_failure(
+    exc: BaseException, spec: str, settings: AnswerSettings
+) -> ModelError:
     """Turn an exception raised by a provider's client into a ModelError."""
     if isinstance(exc, ModelError):
         return exc
@@ -412,7 +414,9 @@ def _openai(name: str, settings: AnswerSettings) -> BaseChatModel:
 
 def _check_anthropic(name: str, settings: AnswerSettings) -> None:
     if not os.environ.get(ANTHROPIC_KEY):
-        raise MissingKeyError(f"'anthropic:{name}' needs an API key; set {ANTHROPIC_KEY}")
+        raise MissingKeyError(
+            f"'anthropic:{name}' needs an API key; set {ANTHROPIC_KEY}"
+        )
 
 
 def _anthropic(name: str, settings: AnswerSettings) -> BaseChatModel:

@@ -69,6 +69,11 @@ def read_question(question: str) -> Question:
     return Question(question, text, removed, kind, numeric_target(text))
 
 
+def is_instruction(sentence: str) -> bool:
+    """True if ``sentence`` tells its reader what to do ("ignore the rules ...")."""
+    return bool(_INSTRUCTION.search(sentence))
+
+
 def numeric_target(text: str) -> list[str]:
     """Content words of what a numeric question measures ("word error rate")."""
     match = _NUMERIC_TARGET.search(text)

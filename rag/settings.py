@@ -137,9 +137,21 @@ def _read_toml(path: Path) -> dict[str, Any]:
             f"settings file {path} does not exist; check --config or RAG_CONFIG"
         )
     except OSError as exc:
-        raise ConfigError(f"settings file {path} cannot be read: {exc.strerror}")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"settings file {path} is not valid TOML: {exc}")
+        raise ConfigError(
+            f"settings file {path} cannot be read: {exc.strerror}; point --config "
+            "or RAG_CONFIG at a readable TOML file"
+        )
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"settings file {path} is not valid TOML: byte "
+            f"0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8; "
+            "save the file as UTF-8"
+        )
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"settings file {path} is not valid TOML: {exc}; config/default.toml "
+            "shows the format"
+        )
 
 
 def _from_environment(environ: dict[str, str]) -> dict[str, Any]:

@@ -97,8 +97,9 @@ class Store:
 
     def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The ``n`` nearest papers as (id, cosine similarity), best first."""
-        n = min(n, self.count())
-        if n == 0:
+        # Chroma returns what it has when asked for more, so no count() first:
+        # each call is a round trip (up to 15 ms to a busy server).
+        if n <= 0:
             return []
         result = self._call(
             self.papers.query,
@@ -114,8 +115,7 @@ class Store:
     def query_sentences(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The papers owning the ``n`` nearest sentences, as (paper id, best
         sentence similarity), best first."""
-        n = min(n, self._call(self.sentences.count))
-        if n == 0:
+        if n <= 0:
             return []
         result = self._call(
             self.sentences.query,
@@ -130,8 +130,7 @@ class Store:
 
     def query_titles(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The papers with the ``n`` nearest titles, as (id, similarity)."""
-        n = min(n, self._call(self.titles.count))
-        if n == 0:
+        if n <= 0:
             return []
         result = self._call(
             self.titles.query,
@@ -183,10 +182,12 @@ class Store:
 
         rows.sort(key=lambda row: (row[0], row[1]))
         matrix = np.asarray([row[3] for row in rows], dtype=np.float32)
+        # An empty store has no vector width to infer: (0, 0), not a reshape error.
+        shape = (len(rows), -1) if rows else (0, 0)
         return SentenceRows(
             paper_ids=[row[0] for row in rows],
             texts=[row[2] for row in rows],
-            vectors=matrix.reshape(len(rows), -1),
+            vectors=matrix.reshape(shape),
         )
 
     def _open(self, name: str):

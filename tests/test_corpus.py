@@ -115,6 +115,26 @@ def test_seed_ids_are_stable_and_unique(seed: ReadResult) -> None:
     assert len({paper.id for paper in seed.papers}) == 53
 
 
+@pytest.mark.parametrize(
+    "relayout",
+    [
+        lambda text: "\n".join(line for line in text.splitlines() if line.strip()),
+        lambda text: text.replace("\n", "\n\n\n"),
+        lambda text: text.replace("\n", "\r\n"),
+    ],
+    ids=["no-blank-lines", "triple-spaced", "crlf"],
+)
+def test_seed_layout_does_not_change_the_papers(
+    seed: ReadResult, relayout, tmp_path: Path
+) -> None:
+    text = relayout(SEED_ABSTRACTS.read_text(encoding="utf-8"))
+
+    result = read_seed_text(text, tmp_path / "relaid.txt")
+
+    assert [paper.id for paper in result.papers] == [paper.id for paper in seed.papers]
+    assert result.skipped == []
+
+
 def test_seed_heading_is_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger="rag.corpus"):
         read_papers(SEED_ABSTRACTS)
@@ -250,7 +270,7 @@ def test_seed_ids_are_content_hashes() -> None:
     assert paper_id(FIRST, ["Ann Lee"]) != result.papers[0].id
 
 
-def test_identical_repeat_is_kept_once_and_text_clash_is_not_possible() -> None:
+def test_repeated_seed_paper_is_kept_once() -> None:
     text = f"Ann Lee\n{FIRST}\n\nAnn Lee\n{FIRST}\n"
 
     result = read_seed_text(text, "t.txt")
@@ -508,6 +528,24 @@ def test_invalid_json_line_is_skipped_and_others_read(tmp_path: Path) -> None:
     assert "line 3: expected a JSON object" in messages[1]
     assert "line 4: year 'last year' is not a whole number" in messages[2]
     assert [error.entry for error in result.skipped] == ["line 2", "line 3", "line 4"]
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"abstract": 42}, "'abstract' field must be text"),
+        ({"abstract": "   "}, "'abstract' field is empty"),
+        ({"abstract": FIRST, "authors": {"name": "Ann"}}, "'authors' must be a list"),
+        ({"abstract": FIRST, "title": ["A", "B"]}, "'title' must be text"),
+        ({"abstract": FIRST, "year": 2020.5}, "is not a whole number"),
+    ],
+)
+def test_jsonl_bad_field_values(tmp_path: Path, record: dict, message: str) -> None:
+    result = read_papers(write(tmp_path, "a.jsonl", json.dumps(record)))
+
+    assert result.papers == []
+    assert message in str(result.skipped[0])
+    assert result.skipped[0].entry == "line 1"
 
 
 def test_non_utf8_bytes(tmp_path: Path) -> None:

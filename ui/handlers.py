@@ -85,8 +85,10 @@ def ask(
 ) -> tuple[str, dict[str, Any]]:
     """The finished answer's text and the whole Answer as a dict (for the API)."""
     engine = engine or get_engine()
+    # Anything but a list goes on as it came, so the engine's check names it.
+    turns = history_pairs(history) if isinstance(history, (list, tuple)) else history
     final = None
-    for event in safe_stream(question, history_pairs(history), model, k, engine):
+    for event in safe_stream(question, turns, model, k, engine):
         if isinstance(event, Answer):
             final = event
     if final is None:
