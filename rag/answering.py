@@ -43,7 +43,9 @@ class Engine:
         self.store = store or open_store(self.settings.store, self.embedder.identity)
         self.index = HybridIndex(self.store, self.embedder, self.settings.retrieval)
 
-    def retrieve(self, question: str, k: int | None = None, history=None) -> list[Source]:
+    def retrieve(
+        self, question: str, k: int | None = None, history=None
+    ) -> list[Source]:
         text = clean_question(question)
         check_request(history, None, k)
         retrieval = self.index.search(read_question(text).text, k, history)
@@ -126,9 +128,13 @@ def clean_question(question: Any) -> str:
         )
     text = _CONTROL_CHARS.sub(" ", question).strip()
     if not text:
-        raise QuestionError("the question is empty; type a question about the abstracts")
+        raise QuestionError(
+            "the question is empty; type a question about the abstracts"
+        )
     if len(text) > MAX_QUESTION_CHARS:
-        logger.info("question of %d characters cut to %d", len(text), MAX_QUESTION_CHARS)
+        logger.info(
+            "question of %d characters cut to %d", len(text), MAX_QUESTION_CHARS
+        )
         text = text[:MAX_QUESTION_CHARS]
     return text
 

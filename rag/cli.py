@@ -68,7 +68,9 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_later_commands(commands) -> None:
     ask = commands.add_parser("ask", help="answer a question with citations")
     ask.add_argument("question")
-    ask.add_argument("--model", help="model spec, e.g. extractive, smollm2, openai:NAME")
+    ask.add_argument(
+        "--model", help="model spec, e.g. extractive, smollm2, openai:NAME"
+    )
     ask.add_argument("-k", type=int, help="abstracts to use")
     ask.add_argument("--json", action="store_true", help="print the Answer as JSON")
     ask.set_defaults(handler=_lazy("rag.cli_ask", "run_ask"))

@@ -47,7 +47,12 @@ def _print_sources(answer: Answer) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from rag.answering import Engine
     from rag.corpus import read_papers
-    from rag.evaluation import evaluate_question, format_table, load_questions, summarize
+    from rag.evaluation import (
+        evaluate_question,
+        format_table,
+        load_questions,
+        summarize,
+    )
     from rag.settings import SEEDS_DIR
 
     engine = Engine(settings_from(args))

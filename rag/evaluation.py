@@ -61,7 +61,8 @@ def gold_ids(gold: list[str], corpus_order: list) -> list[str]:
         if paper.authors and fold(paper.authors[0]) != fold(author):
             raise CorpusError(
                 f"gold paper {entry} does not match the corpus (paper {index_text} is "
-                f"by {paper.authors[0]}); evaluate against the corpus the set was made for"
+                f"by {paper.authors[0]}); evaluate against the corpus the set "
+                "was made for"
             )
         ids.append(paper.id)
     return ids

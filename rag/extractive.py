@@ -217,7 +217,8 @@ def _overlap(query_terms: dict[str, float], text: str) -> float:
     if not total:
         return 0.0
     present = {_prefix(term) for term in keyword_tokens(text)}
-    return sum(weight for term, weight in query_terms.items() if term in present) / total
+    matched = sum(w for term, w in query_terms.items() if term in present)
+    return matched / total
 
 
 def _prefix(stem: str) -> str:

@@ -35,7 +35,9 @@ _FOLLOW_UP_WORDS = {
     "it", "its", "they", "them", "their", "this", "that", "these", "those",
     "he", "she", "his", "her", "above", "same", "former", "latter",
 }
-_FOLLOW_UP_PHRASES = ("the paper", "that paper", "this paper", "the method", "the model")
+_FOLLOW_UP_PHRASES = (
+    "the paper", "that paper", "this paper", "the method", "the model"
+)
 # A token with two capitals or a capital and a digit names something: "LSTM",
 # "ResNet", "GPT-3".
 _NAME_LIKE = re.compile(r"\b(?=[\w\-]*[A-Z][\w\-]*[A-Z0-9])[A-Za-z][\w\-]*\b")
@@ -99,7 +101,8 @@ class HybridIndex:
         keyword = self._keyword_scores(query_text)
         signals = [dense, by_sentence, by_title, keyword]
         if self.settings.fusion == "rrf":
-            fused = reciprocal_rank_fusion([_ids(s) for s in signals], self.settings.rrf_k)
+            rankings = [_ids(signal) for signal in signals]
+            fused = reciprocal_rank_fusion(rankings, self.settings.rrf_k)
         else:
             fused = zscore_fusion(signals)
 
@@ -137,7 +140,8 @@ class HybridIndex:
         return unknown
 
     def sentences_of(self, paper_ids: Sequence[str]) -> dict[str, PaperSentences]:
-        return {pid: self._sentences[pid] for pid in paper_ids if pid in self._sentences}
+        known = self._sentences
+        return {pid: known[pid] for pid in paper_ids if pid in known}
 
     def named_papers(self, question: str) -> list[str]:
         """Papers whose author or title the question names, in corpus order."""

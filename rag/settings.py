@@ -32,7 +32,9 @@ class _Group(BaseModel):
 
 
 class StoreSettings(_Group):
-    data_dir: Path = Field(Path(".rag-data"), description="Where the on-disk store lives.")
+    data_dir: Path = Field(
+        Path(".rag-data"), description="Where the on-disk store lives."
+    )
     mode: Literal["embedded", "server"] = Field(
         "embedded", description="embedded: Chroma on disk; server: a Chroma server."
     )

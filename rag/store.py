@@ -2,8 +2,9 @@
 
 Three collections share one base name: ``<name>`` holds one vector per paper and
 its metadata, ``<name>_sentences`` one vector per abstract sentence (the evidence
-the answerer quotes), ``<name>_titles`` one vector per title. All record the embedding model that built them, so a query with
-another model fails loudly instead of comparing incompatible vectors.
+the answerer quotes), ``<name>_titles`` one vector per title. All record the
+embedding model that built them, so a query with another model fails loudly
+instead of comparing incompatible vectors.
 """
 
 from __future__ import annotations
@@ -237,7 +238,8 @@ class Store:
             return method(*args, **kwargs)
         except Exception as exc:
             if _is_connection_error(exc):
-                raise StoreUnreachableError(_unreachable_message(self.settings)) from exc
+                message = _unreachable_message(self.settings)
+                raise StoreUnreachableError(message) from exc
             raise
 
 
@@ -321,7 +323,7 @@ def _paper_metadata(paper: Paper, content_hash: str) -> dict[str, Any]:
         "year": paper.year,
         "url": paper.url,
     }
-    metadata.update({key: value for key, value in optional.items() if value is not None})
+    metadata.update({key: val for key, val in optional.items() if val is not None})
     return metadata
 
 

@@ -8,7 +8,9 @@ import unicodedata
 # A sentence ends at . ! ? or … followed by space and an upper-case letter, digit or
 # opening quote. Abbreviations common in abstracts ("e.g.", "i.e.", "et al.", "w.r.t.")
 # are protected first so they do not split.
-_ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "w.r.t.", "etc.", "vs.", "cf.", "Fig.", "Eq.")
+_ABBREVIATIONS = (
+    "e.g.", "i.e.", "et al.", "w.r.t.", "etc.", "vs.", "cf.", "Fig.", "Eq."
+)
 _BOUNDARY = re.compile(r"(?<=[.!?…])\s+(?=[\"“(\[A-Z0-9])")
 _PLACEHOLDER = "\u2063"
 _WORD = re.compile(r"[\w][\w\-]*", re.UNICODE)

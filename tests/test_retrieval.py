@@ -100,7 +100,8 @@ def test_follow_up_retrieves_with_the_earlier_turn(seed_engine):
     ]
     assert "SMiRL" in retrieval_query("what environments did it use?", history)
 
-    sources = seed_engine.retrieve("what environments did it use?", k=3, history=history)
+    question = "what environments did it use?"
+    sources = seed_engine.retrieve(question, k=3, history=history)
 
     assert "SMiRL" in titles(sources)[0]
 
