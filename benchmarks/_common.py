@@ -47,7 +47,9 @@ def perturbed_papers(total: int) -> list[Paper]:
         turn = copy % len(sentences)
         abstract = " ".join(sentences[turn:] + sentences[:turn])
         title = f"{seed.title or 'Untitled'} (variant {copy})"
-        papers.append(replace(seed, id=f"{seed.id}-v{copy}", abstract=abstract, title=title))
+        papers.append(
+            replace(seed, id=f"{seed.id}-v{copy}", abstract=abstract, title=title)
+        )
     return papers
 
 
@@ -129,8 +131,9 @@ def machine() -> str:
     load = os.getloadavg()[0]
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return (
-        f"{os.cpu_count()} cores, {memory} RAM, {cpu}, Python {platform.python_version()}"
-        f"; load {load:.1f} at start; {stamp}"
+        f"{os.cpu_count()} cores, {memory} RAM, {cpu}, "
+        f"Python {platform.python_version()}"
+        f"; load average {load:.1f}; {stamp}"
     )
 
 

@@ -31,9 +31,6 @@ from rag.ingest import PAPERS_PER_BATCH, embed_papers, ingest
 from rag.settings import load_settings
 from rag.text import split_sentences
 
-BATCH_SIZE_DEFAULT = None
-
-
 def main() -> int:
     args = _parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -42,13 +39,16 @@ def main() -> int:
     batch_size = args.batch_size or settings.embedding.batch_size
 
     embedder = get_embedder(PACKAGED_MODEL, settings.embedding.backend)
-    raw = _raw_model()
+    # The same loaded model (and backend) that ingestion uses, called directly.
+    raw = embedder._model
     langchain_embeddings = _langchain_embeddings(batch_size)
     our_texts = _texts_we_embed(papers)
     abstracts = [paper.abstract for paper in papers]
 
     sides = {
-        "ours: rag.ingest (read+embed+store)": lambda: _ours(papers, embedder, batch_size),
+        "ours: rag.ingest (read+embed+store)": lambda: _ours(
+            papers, embedder, batch_size
+        ),
         "ours: embedding only": lambda: _embedding_only(papers, embedder, batch_size),
         "encode(our texts)": lambda: _encode(raw, our_texts, batch_size),
         "encode(abstracts)": lambda: _encode(raw, abstracts, batch_size),
@@ -63,7 +63,10 @@ def main() -> int:
         for name, run in sides.items():
             seconds[name].append(timed(run))
 
-    _report(papers, our_texts, abstracts, seconds, batch_size, args.rounds)
+    tokens = (_tokens(raw, our_texts), _tokens(raw, abstracts))
+    _report(papers, (our_texts, abstracts), tokens, seconds, batch_size, args)
+    print(f"\nbackend of ours and encode(): {settings.embedding.backend}; "
+          "LangChain: torch")
     return 0
 
 
@@ -77,11 +80,11 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _raw_model():
-    from sentence_transformers import SentenceTransformer
-
-    folder = model_folder(PACKAGED_MODEL)
-    return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+def _tokens(model, texts: list[str]) -> int:
+    """Word pieces the model reads: each text capped at its max_seq_length."""
+    limit = model.max_seq_length
+    encoded = model.tokenizer(texts, add_special_tokens=True)["input_ids"]
+    return sum(min(len(ids), limit) for ids in encoded)
 
 
 def _langchain_embeddings(batch_size: int):
@@ -152,7 +155,7 @@ def _langchain(papers, embeddings) -> None:
         )
 
 
-def _report(papers, our_texts, abstracts, seconds, batch_size, rounds) -> None:
+def _report(papers, texts, tokens, seconds, batch_size, args) -> None:
     count = len(papers)
     rates = {name: count / median(values) for name, values in seconds.items()}
     ours = rates["ours: rag.ingest (read+embed+store)"]
@@ -160,14 +163,14 @@ def _report(papers, our_texts, abstracts, seconds, batch_size, rounds) -> None:
         [name, f"{rate:.1f}", f"{median(seconds[name]):.2f}", f"{ours / rate:.2f}"]
         for name, rate in rates.items()
     ]
-    words_ours = sum(len(text.split()) for text in our_texts)
-    words_abstracts = sum(len(text.split()) for text in abstracts)
+    our_texts, abstracts = texts
 
     print(f"machine: {machine()}")
     print(
-        f"{count} papers; our texts: {len(our_texts)} (titles + sentences, "
-        f"{words_ours} words); abstracts: {len(abstracts)} ({words_abstracts} words); "
-        f"batch_size {batch_size}; median of {rounds} rounds\n"
+        f"{count} papers; our texts: {len(our_texts)} titles and sentences, "
+        f"{tokens[0]} word pieces; abstracts: {len(abstracts)} texts, {tokens[1]} "
+        f"word pieces after truncation at the model's limit; batch_size {batch_size}; "
+        f"median of {args.rounds} rounds\n"
     )
     print(table(["side", "papers/s", "seconds", "ours / side"], rows))
 

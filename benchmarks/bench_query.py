@@ -12,7 +12,8 @@ times on each side, the sides interleaved question by question:
   ``HuggingFaceEmbeddings`` on the packaged model, over the same seed abstracts
   (built into a temporary folder before timing).
 
-Figures are p50 and p95 in milliseconds over all questions and rounds.
+Figures are p50 and p95 in milliseconds over all questions and rounds, of wall
+time and of the process's CPU time (what an idle machine would take at best).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import logging
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from _common import (
@@ -38,6 +40,19 @@ from rag.embeddings import PACKAGED_MODEL, model_folder
 from rag.settings import load_settings
 
 GOAL_MS = 50.0
+ANSWER = "answer() (extractive)"
+LANGCHAIN = "LangChain similarity_search"
+CPU = ", CPU time"
+ROWS = (
+    "retrieve()",
+    ANSWER,
+    "  of which retrieve",
+    "  of which compose",
+    LANGCHAIN,
+    "retrieve()" + CPU,
+    ANSWER + CPU,
+    LANGCHAIN + CPU,
+)
 
 
 def main() -> int:
@@ -96,40 +111,42 @@ def _measure(engine, langchain, questions, rounds: int) -> dict[str, list[float]
         engine.answer(question)
         langchain.similarity_search(question, k=5)
 
-    samples: dict[str, list[float]] = {
-        "retrieve()": [],
-        "answer() (extractive)": [],
-        "  of which retrieve": [],
-        "  of which compose": [],
-        "LangChain similarity_search": [],
-    }
+    samples: dict[str, list[float]] = {name: [] for name in ROWS}
     for _ in range(rounds):
         for question in questions:
-            samples["retrieve()"].append(timed(lambda: engine.retrieve(question)))
+            _sample(samples, "retrieve()", lambda: engine.retrieve(question))
             result = []
-            samples["answer() (extractive)"].append(
-                timed(lambda: result.append(engine.answer(question)))
-            )
+            _sample(samples, ANSWER, lambda: result.append(engine.answer(question)))
             samples["  of which retrieve"].append(result[0].timings["retrieve"])
             samples["  of which compose"].append(result[0].timings["compose"])
-            samples["LangChain similarity_search"].append(
-                timed(lambda: langchain.similarity_search(question, k=5))
+            _sample(
+                samples, LANGCHAIN, lambda: langchain.similarity_search(question, k=5)
             )
     return samples
 
 
+def _sample(samples, name: str, call) -> None:
+    """Wall seconds under ``name``, CPU seconds of the process under name + CPU."""
+    cpu = time.process_time()
+    samples[name].append(timed(call))
+    samples[name + CPU].append(time.process_time() - cpu)
+
+
 def _table(samples: dict[str, list[float]]) -> str:
-    reference = percentile(samples["LangChain similarity_search"], 0.5)
+    reference = percentile(samples[LANGCHAIN], 0.5)
     rows = []
     for name, values in samples.items():
         p50 = percentile(values, 0.5) * 1000
         p95 = percentile(values, 0.95) * 1000
         rows.append([name, f"{p50:.1f}", f"{p95:.1f}", f"{p50 / reference / 1000:.2f}"])
-    answer_p50 = percentile(samples["answer() (extractive)"], 0.5) * 1000
-    verdict = "met" if answer_p50 < GOAL_MS else f"missed by {answer_p50 - GOAL_MS:.1f} ms"
+    answer_p50 = percentile(samples[ANSWER], 0.5) * 1000
+    gap = answer_p50 - GOAL_MS
+    verdict = "met" if gap < 0 else f"missed by {gap:.1f} ms"
     return (
         table(["call", "p50 ms", "p95 ms", "p50 / LangChain p50"], rows)
-        + f"\n\ngoal answer() p50 < {GOAL_MS:.0f} ms: {verdict}"
+        + "\n\nCPU time: seconds the process computed (all its threads), which a"
+        + " busy machine does not stretch"
+        + f"\ngoal answer() p50 < {GOAL_MS:.0f} ms (wall): {verdict}"
     )
 
 

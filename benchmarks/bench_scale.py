@@ -1,7 +1,7 @@
 """The store and the keyword index at scale: synthetic abstracts, random vectors.
 
-    .venv/bin/python benchmarks/bench_scale.py [--sizes 10k,100k] [--modes embedded,server]
-        [--sentences 7] [--queries 200] [--budget-minutes 25]
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 10k,100k]
+        [--modes embedded,server] [--sentences 7] [--queries 200] [--budget-minutes 25]
 
 For each size and store mode a fresh worker process:
 

@@ -38,7 +38,7 @@ from rag.citations import (
 )
 from rag.errors import ModelError
 from rag.extractive import ScoredSentence, abstention_reason
-from rag.models import get_chat_model, is_timeout, model_failure
+from rag.models import get_chat_model, is_timeout, model_failure, reports_finish
 from rag.prompts import (
     ABSTRACT_TEMPLATE,
     ANSWER_REMINDER,
@@ -96,6 +96,7 @@ class _Run:
     pieces: list[str] = field(default_factory=list)
     first_token: float | None = None
     tokens: int | None = None
+    finished: bool = False
     error: str | None = None
 
 
@@ -431,6 +432,7 @@ def _model_text(
             usage = getattr(chunk, "usage_metadata", None)
             if usage:
                 run.tokens = usage.get("output_tokens", run.tokens)
+            run.finished = run.finished or _says_finished(chunk)
             text = _chunk_text(chunk)
             if not text:
                 continue
@@ -442,6 +444,22 @@ def _model_text(
         run.error = _timeout_note(spec, settings, bool(run.pieces))
     except Exception as exc:  # any client's failure, reported in its own words
         run.error = _failure_note(exc, spec, settings, run)
+    else:
+        if not run.finished and reports_finish(spec):
+            logger.warning("model %s ended its stream without a finish reason", spec)
+            run.error = (
+                f"The model '{spec}' stopped sending before it said the answer was "
+                "complete, so the answer may be cut short; ask again."
+            )
+
+
+def _says_finished(chunk: Any) -> bool:
+    """True for the chunk by which OpenAI, Anthropic, Ollama or llama.cpp clients
+    say why the answer ended (a stream cut off midway never carries one)."""
+    metadata = getattr(chunk, "response_metadata", None) or {}
+    return any(
+        metadata.get(key) for key in ("finish_reason", "stop_reason", "done_reason")
+    )
 
 
 def _failure_note(

@@ -77,6 +77,7 @@ class Provider:
     example: str
     modules: tuple[str, ...] = ()
     check: Check | None = None
+    reports_finish: bool = False
 
     @property
     def needs_name(self) -> bool:
@@ -105,15 +106,25 @@ def register(
     example: str | None = None,
     modules: tuple[str, ...] = (),
     check: Check | None = None,
+    reports_finish: bool = False,
 ) -> None:
     """Make ``prefix`` a valid spec prefix built by ``factory``.
 
     ``example`` shows the spec's form ("ollama:NAME"; default: the bare prefix),
     ``modules`` the packages the factory imports (installed by ``extra``) and
     ``check`` raises a ModelError when something else it needs is missing.
+    ``reports_finish``: the model's last chunk says why it stopped, so a stream
+    that ends without saying so was cut off.
     """
     PROVIDERS[prefix] = Provider(
-        prefix, factory, extra, description, example or prefix, modules, check
+        prefix,
+        factory,
+        extra,
+        description,
+        example or prefix,
+        modules,
+        check,
+        reports_finish,
     )
 
 
@@ -137,6 +148,11 @@ def parse_spec(spec: str) -> tuple[Provider, str]:
             f"model '{spec}' takes no name; write it as {provider.example}"
         )
     return provider, name.strip()
+
+
+def reports_finish(spec: str) -> bool:
+    """Whether the models of ``spec`` end every complete answer with a reason."""
+    return parse_spec(spec)[0].reports_finish
 
 
 def _valid_specs() -> str:
@@ -447,6 +463,7 @@ register(
     description="SmolLM2-135M-Instruct on llama.cpp, bundled, offline (CPU)",
     modules=("llama_cpp",),
     check=_check_smollm2,
+    reports_finish=True,
 )
 register(
     "llamacpp",
@@ -456,6 +473,7 @@ register(
     example="llamacpp:/path/model.gguf",
     modules=("llama_cpp",),
     check=_check_gguf,
+    reports_finish=True,
 )
 register(
     "ollama",
@@ -464,6 +482,7 @@ register(
     description="a model served by Ollama at [answer] base_url",
     example="ollama:NAME",
     modules=("langchain_ollama",),
+    reports_finish=True,
 )
 register(
     "openai",
@@ -473,6 +492,7 @@ register(
     example="openai:NAME",
     modules=("langchain_openai",),
     check=_check_openai,
+    reports_finish=True,
 )
 register(
     "anthropic",
@@ -482,4 +502,5 @@ register(
     example="anthropic:NAME",
     modules=("langchain_anthropic",),
     check=_check_anthropic,
+    reports_finish=True,
 )

@@ -173,20 +173,22 @@ def _quantize(source: Path, path: Path) -> None:
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as exc:
         raise MissingExtraError(
-            "int8 quantization needs the 'onnx' package; "
-            "pip install 'abstracts-qa[onnx]'"
+            "the onnx-int8 embedding backend needs the 'onnx' package: "
+            "pip install onnx, or set [embedding] backend = \"onnx\""
         ) from exc
 
     prepared = path.with_suffix(f".{os.getpid()}.prepared")
     partial = path.with_suffix(f".{os.getpid()}.partial")
     logger.info("quantizing the ONNX embedding model to int8 at %s (once)", path)
-    # Symbolic shape inference gives up on this graph; the ONNX shape pass suffices.
-    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    quantize_dynamic(
-        str(prepared), str(partial), per_channel=True, weight_type=QuantType.QInt8
-    )
-    prepared.unlink()
-    os.replace(partial, path)
+    try:
+        # Symbolic shape inference gives up on this graph; ONNX's own suffices.
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(
+            str(prepared), str(partial), per_channel=True, weight_type=QuantType.QInt8
+        )
+        os.replace(partial, path)
+    finally:
+        prepared.unlink(missing_ok=True)
 
 
 def _require_onnxruntime() -> None:
@@ -194,8 +196,8 @@ def _require_onnxruntime() -> None:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
         raise MissingExtraError(
-            "the ONNX embedding backend needs onnxruntime; "
-            "pip install 'abstracts-qa[onnx]' or set [embedding] backend = \"torch\""
+            "the ONNX embedding backend needs onnxruntime: "
+            "pip install onnxruntime, or set [embedding] backend = \"torch\""
         ) from exc
 
 

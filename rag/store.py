@@ -118,15 +118,17 @@ class Store:
         sentence similarity), best first."""
         if n <= 0:
             return []
+        # The owner is read from the row id ("<paper id>:<position>"): fetching
+        # metadata as well made this query twice as slow.
         result = self._call(
             self.sentences.query,
             query_embeddings=[vector],
             n_results=n,
-            include=["metadatas", "distances"],
+            include=["distances"],
         )
         best: dict[str, float] = {}
-        for metadata, distance in zip(result["metadatas"][0], result["distances"][0]):
-            best.setdefault(metadata["paper_id"], 1.0 - distance)
+        for row_id, distance in zip(result["ids"][0], result["distances"][0]):
+            best.setdefault(sentence_owner(row_id), 1.0 - distance)
         return list(best.items())
 
     def query_titles(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
@@ -214,7 +216,7 @@ class Store:
         positions = _positions_within_paper(rows.paper_ids)[start:stop]
         self._call(
             self.sentences.upsert,
-            ids=[f"{owner}:{index}" for owner, index in zip(owners, positions)],
+            ids=[sentence_id(owner, index) for owner, index in zip(owners, positions)],
             embeddings=rows.vectors[start:stop],
             documents=rows.texts[start:stop],
             metadatas=[
@@ -241,6 +243,15 @@ class Store:
                 message = _unreachable_message(self.settings)
                 raise StoreUnreachableError(message) from exc
             raise
+
+
+def sentence_id(paper_id: str, position: int) -> str:
+    return f"{paper_id}:{position}"
+
+
+def sentence_owner(row_id: str) -> str:
+    """The paper id of a sentence row; paper ids may hold colons themselves."""
+    return row_id.rsplit(":", 1)[0]
 
 
 def open_store(settings: StoreSettings, model_identity: str) -> Store:

@@ -189,7 +189,7 @@ def test_no_answer_beside_claims_is_exempt_but_not_an_abstention():
 
 
 def test_short_sentences_are_checked_too():
-    result = check("Yes [1]. P=NP [2]. The method prunes widgets with a sparse mask [1].")
+    result = check("Yes [1]. P=NP [2]. Pruned widgets are fast [1].")
     assert result.unsupported == ["Yes [1].", "P=NP [2]."]
 
 

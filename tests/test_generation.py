@@ -45,12 +45,14 @@ SECRET = "sk-test-DO-NOT-LEAK-5151515151"
 
 
 class ScriptedChat(BaseChatModel):
-    """Streams ``pieces`` (``{n}`` filled by ``numbers``), waiting ``delay`` before
-    each, then raises ``failure`` if set; records the messages it was sent."""
+    """Streams ``pieces``, waiting ``delay`` before each, then raises ``failure``
+    if set, else ends with a chunk giving ``finish`` as its finish reason (as the
+    OpenAI client does); records the messages it was sent."""
 
     pieces: list[str]
     delay: float = 0.0
     failure: Any = None
+    finish: str | None = "stop"
     received: list = []
 
     @property
@@ -69,6 +71,11 @@ class ScriptedChat(BaseChatModel):
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
         if self.failure is not None:
             raise self.failure
+        if self.finish:
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content=""),
+                generation_info={"finish_reason": self.finish},
+            )
 
 
 SCRIPTS: dict[str, ScriptedChat] = {}
@@ -83,6 +90,7 @@ def scripted_provider() -> Iterator[dict[str, ScriptedChat]]:
         extra=None,
         description="a scripted model for tests",
         example="scripted:NAME",
+        reports_finish=True,
     )
     yield SCRIPTS
     SCRIPTS.clear()
@@ -283,6 +291,14 @@ def test_a_failure_mid_answer_ends_it_with_a_message(seed_engine):
     assert "stops here" in answer.error
     assert answer.text.endswith(answer.error)
     assert "".join(pieces).endswith(answer.error)
+
+
+def test_a_stream_that_ends_without_a_finish_reason_is_flagged(seed_engine):
+    spec = script("cut", ["MONGOOSE gains 8% ", "accuracy over LSH"], finish=None)
+    _, answer = run(seed_engine, MONGOOSE_QUESTION, spec)
+
+    assert "may be cut short" in answer.error
+    assert answer.text.endswith(answer.error)
 
 
 def test_a_failure_before_any_text_raises_in_its_own_words(seed_engine):

@@ -222,6 +222,11 @@ def test_a_provider_registered_from_outside_is_listed_and_built():
         parse_spec("echo:hello")
 
 
+def test_built_in_generative_providers_report_why_they_stop():
+    for spec in ("smollm2", "llamacpp:/x.gguf", "ollama:a", "openai:a", "anthropic:a"):
+        assert models.reports_finish(spec)
+
+
 def test_describe_models_lists_forms_and_what_is_ready():
     lines = describe_models(settings(model="anthropic:claude-3-5-haiku-latest"))
     text = "\n".join(lines)

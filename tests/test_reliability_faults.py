@@ -196,7 +196,6 @@ def test_ingest_killed_at_a_random_point_resumes_exactly(
     command = [str(BIN / "rag"), "ingest", str(corpus)]
     delay = round(random.Random(seed).uniform(*KILL_DELAY), 3)
     shown, code = kill_at(command, env, armed, delay, KILLED_PAPERS)
-    print(f"killed {delay} s after {shown}/{KILLED_PAPERS} were shown stored")
 
     assert code == -9, "the run ended before the kill"
     papers = read_papers(corpus).papers
@@ -205,6 +204,8 @@ def test_ingest_killed_at_a_random_point_resumes_exactly(
     killed_store = open_store(settings.store, identity)
     before = assert_stored_papers_are_whole(killed_store, papers)
     assert len(before) < len(papers)
+    print(f"killed {delay} s after {shown}/{KILLED_PAPERS} showed stored; "
+          f"{len(before)} papers whole in the store")
 
     report = ingest([corpus], settings, embedder=seed_engine.embedder, progress=False)
 

@@ -193,6 +193,10 @@ def test_smollm2_never_gets_a_p_np_claim_past_the_verifier(hostile_engine, quest
 # API keys
 
 
+def client_of(url: str, auth: tuple[str, str] | None = None) -> Client:
+    return Client(url, verbose=False, analytics_enabled=False, auth=auth)
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -231,7 +235,7 @@ def test_the_key_stays_out_of_the_served_app(keyed_engine, serve_app):
     from ui.app import create_app
 
     url = serve_app(create_app(keyed_engine), keyed_engine.settings)
-    client = Client(url, verbose=False)
+    client = client_of(url)
     text, answer = client.predict("What is SMiRL?", [], "openai:x", 5, api_name="/ask")
     with urllib.request.urlopen(f"{url}config", timeout=30) as response:
         config = response.read().decode("utf-8")
@@ -334,11 +338,11 @@ def login_server(seed_engine, serve_app) -> str:
 
 def test_login_lets_only_the_right_password_in(login_server):
     with pytest.raises(Exception, match="credentials|login"):
-        Client(login_server, verbose=False)
+        client_of(login_server)
     with pytest.raises(ValueError, match="login"):
-        Client(login_server, verbose=False, auth=("ada", "wrong"))
+        client_of(login_server, ("ada", "wrong"))
 
-    client = Client(login_server, verbose=False, auth=("ada", "correct horse"))
+    client = client_of(login_server, ("ada", "correct horse"))
     text, answer = client.predict("What is SMiRL?", api_name="/ask")
 
     assert "[1]" in text and answer["error"] is None

@@ -173,7 +173,7 @@ def test_chat_handler_shows_odd_questions_as_text(seed_engine, name):
 
 @pytest.fixture(scope="module")
 def client(ui_server: str) -> Client:
-    return Client(ui_server, verbose=False)
+    return Client(ui_server, verbose=False, analytics_enabled=False)
 
 
 def ask_api(client: Client, *args) -> tuple[str, dict]:

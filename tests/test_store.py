@@ -23,14 +23,16 @@ def unit(*values: float) -> np.ndarray:
 
 
 def make_store(data_dir: Path) -> Store:
-    settings = load_settings(overrides={"store": {"data_dir": str(data_dir)}}, environ={})
+    overrides = {"store": {"data_dir": str(data_dir)}}
+    settings = load_settings(overrides=overrides, environ={})
     return open_store(settings.store, IDENTITY)
 
 
 def add(store: Store, paper_id: str, abstract: str, vector: np.ndarray) -> None:
     paper = Paper(id=paper_id, abstract=abstract, title=f"Title of {paper_id}")
     rows = SentenceRows([paper_id], [abstract], vector[None, :])
-    store.upsert([paper], [f"hash-{abstract}"], vector[None, :], rows, {paper_id: vector})
+    titles = {paper_id: vector}
+    store.upsert([paper], [f"hash-{abstract}"], vector[None, :], rows, titles)
 
 
 class FixedEmbedder:
@@ -70,7 +72,17 @@ def test_keyword_index_sees_papers_another_process_added(tmp_path):
 
     writer = make_store(tmp_path / "store")
     add(writer, "second", "Dataset condensation by gradient matching.", unit(0.0, 1.0))
-    found = index.search("gradient matching condensation").sources
+    index.search("gradient matching condensation")
 
-    assert found[0].id == "second"
     assert {paper.id for paper in index.papers} == {"first", "second"}
+    keyword = index._keyword_scores("gradient matching condensation")
+    assert [paper_id for paper_id, _ in keyword] == ["second"]
+
+
+def test_sentence_hits_name_their_paper_even_with_colons_in_its_id(store):
+    add(store, "arxiv:2101.00001", "A paper with a colon in its id.", unit(1.0))
+    add(store, "plain", "Another paper.", unit(0.0, 1.0))
+
+    found = store.query_sentences(unit(1.0), 10)
+
+    assert [paper_id for paper_id, _ in found] == ["arxiv:2101.00001", "plain"]
