@@ -28,8 +28,17 @@ def run_ask(args: argparse.Namespace) -> int:
         else:
             print(event, end="", flush=True)
     print()
+    _print_unsupported(final)
     _print_sources(final)
     return EXIT_OK
+
+
+def _print_unsupported(answer: Answer) -> None:
+    """Generated sentences no cited abstract supports, so a reader discounts them."""
+    if answer.unsupported:
+        print("\nNot supported by the cited abstracts:")
+        for sentence in answer.unsupported:
+            print(f"  ! {sentence}")
 
 
 def _print_sources(answer: Answer) -> None:
