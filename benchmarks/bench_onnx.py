@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 from _common import (
     DEV_QUESTIONS,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import socket
@@ -135,8 +136,6 @@ def _predicted_seconds(size: int, history: list[dict]) -> float | None:
     if len(measured) >= 2:
         before = measured[-2]
         spent_before = before["build_s"] + before["index_build_s"]
-        import math
-
         exponent = max(
             1.0,
             math.log(spent / spent_before) / math.log(last["size"] / before["size"]),

@@ -49,7 +49,7 @@ class EmbeddingSettings(_Group):
         description="all-MiniLM-L6-v2 (the packaged model) or a local model folder.",
     )
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch", description="sentence-transformers backend for the model."
+        "onnx", description="torch, or ONNX Runtime over the same weights."
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Texts per encode call.")
 

@@ -291,6 +291,7 @@ def test_llamacpp_chat_streams_tokens_and_counts_them():
     chunks = list(chat.stream("Name one colour."))
     text = "".join(chunk.content for chunk in chunks)
     assert len([c for c in chunks if c.content]) > 1 and text.strip()
-    usage = chunks[-1].usage_metadata
+    # Newer LangChain appends an empty closing chunk of its own after ours.
+    usage = [c.usage_metadata for c in chunks if c.usage_metadata][-1]
     assert 0 < usage["output_tokens"] <= 8 and usage["input_tokens"] > 5
     assert chat.invoke("Name one colour.").content.strip()

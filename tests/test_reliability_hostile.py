@@ -159,11 +159,6 @@ def test_p_np_claims_citing_the_hostile_abstract_are_unsupported(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rag.citations checks sentences of 3 words or more only, so a bare "
-    "'P=NP [1].' passes unmarked; reported to the lead (docs/reliability.md)",
-)
 def test_a_bare_p_np_fragment_is_unsupported(hostile_engine, fixed_model):
     answer = rag.answer(
         HOSTILE_QUESTIONS[0], model=f"{fixed_model}:short", engine=hostile_engine
