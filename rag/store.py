@@ -98,52 +98,37 @@ class Store:
 
     def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """The ``n`` nearest papers as (id, cosine similarity), best first."""
+        return self._nearest(self.papers, vector, n)
+
+    def query_sentences(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The papers owning the ``n`` nearest sentences, as (paper id, best
+        sentence similarity), best first."""
+        # The owner is read from the row id ("<paper id>:<position>"): fetching
+        # metadata as well made this query twice as slow.
+        best: dict[str, float] = {}
+        for row_id, similarity in self._nearest(self.sentences, vector, n):
+            best.setdefault(sentence_owner(row_id), similarity)
+        return list(best.items())
+
+    def query_titles(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The papers with the ``n`` nearest titles, as (id, similarity)."""
+        return self._nearest(self.titles, vector, n)
+
+    def _nearest(self, collection, vector, n: int) -> list[tuple[str, float]]:
+        """Row ids of the ``n`` nearest rows with their cosine similarity."""
         # Chroma returns what it has when asked for more, so no count() first:
         # each call is a round trip (up to 15 ms to a busy server).
         if n <= 0:
             return []
         result = self._call(
-            self.papers.query,
+            collection.query,
             query_embeddings=[vector],
             n_results=n,
             include=["distances"],
         )
         return [
-            (paper_id, 1.0 - distance)
-            for paper_id, distance in zip(result["ids"][0], result["distances"][0])
-        ]
-
-    def query_sentences(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
-        """The papers owning the ``n`` nearest sentences, as (paper id, best
-        sentence similarity), best first."""
-        if n <= 0:
-            return []
-        # The owner is read from the row id ("<paper id>:<position>"): fetching
-        # metadata as well made this query twice as slow.
-        result = self._call(
-            self.sentences.query,
-            query_embeddings=[vector],
-            n_results=n,
-            include=["distances"],
-        )
-        best: dict[str, float] = {}
-        for row_id, distance in zip(result["ids"][0], result["distances"][0]):
-            best.setdefault(sentence_owner(row_id), 1.0 - distance)
-        return list(best.items())
-
-    def query_titles(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
-        """The papers with the ``n`` nearest titles, as (id, similarity)."""
-        if n <= 0:
-            return []
-        result = self._call(
-            self.titles.query,
-            query_embeddings=[vector],
-            n_results=n,
-            include=["distances"],
-        )
-        return [
-            (paper_id, 1.0 - distance)
-            for paper_id, distance in zip(result["ids"][0], result["distances"][0])
+            (row_id, 1.0 - distance)
+            for row_id, distance in zip(result["ids"][0], result["distances"][0])
         ]
 
     def all_papers(self) -> list[Paper]:
